@@ -1,0 +1,30 @@
+# One entry point for a fresh machine: `make demo` (the main job) and `make test` (the suite).
+# Both create .venv on first use and skip every install step that is already done.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.equicalc-installed
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: setup demo test bench clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install torch==$(TORCH_VERSION)
+	$(BIN)/python -c "import torch_cluster" 2>/dev/null || $(BIN)/python -m pip install --no-build-isolation torch-cluster
+	$(BIN)/python -m pip install --no-build-isolation -e ".[test,bench]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/equicalc md --model lj-argon --steps 200
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python bench/neighbors.py
+
+clean-venv:
+	rm -rf $(VENV)

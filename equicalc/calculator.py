@@ -1,0 +1,90 @@
+"""The ASE calculator."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from potentials import Potential
+
+from .batch import SystemBatch
+from .evaluate import has_stress, predict
+from .models import resolve_device, resolve_dtype, resolve_model
+
+
+class EquiCalculator(Calculator):
+    """ASE calculator for any :class:`potentials.Potential`.
+
+    One forward and one backward pass fill every property: ``energy`` and ``free_energy`` [eV],
+    per-atom ``energies`` [eV], ``forces`` = -dE/dr [eV/Å] and, for periodic systems with a 3-D
+    cell, ``stress`` = (1/V) dE/de in Voigt order (xx, yy, zz, yz, xz, xy) [eV/Å³], ASE's sign.
+    Results are cached the ASE way: MD integrators, optimizers and loggers cost one model call per
+    step.
+
+    Args:
+        model: a :class:`potentials.Potential`, a checkpoint path, or a registered model name
+            (``potentials.available_models()``).
+        device: ``'cpu'``, ``'cuda'``, ``'cuda:N'`` or ``'auto'`` (CUDA when available).
+        dtype: ``'float64'`` (default; relaxations, phonons, tight energy conservation) or
+            ``'float32'`` (faster).
+        max_neighbors: keep only this many nearest neighbours per atom (None: all within the cutoff).
+
+    Example:
+        >>> from ase.build import bulk
+        >>> atoms = bulk("Ar", "fcc", a=5.26, cubic=True)
+        >>> atoms.calc = EquiCalculator("lj-argon", device="cpu")
+        >>> round(atoms.get_potential_energy() / len(atoms), 4)
+        -0.0807
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(
+        self,
+        model: Potential | str | os.PathLike,
+        *,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype = "float64",
+        max_neighbors: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.model, label = resolve_model(model)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        self.model.to(device=self.device, dtype=self.dtype).eval()
+        self.max_neighbors = max_neighbors
+        super().__init__(
+            model=label, device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
+            max_neighbors=max_neighbors, **kwargs,
+        )
+
+    def calculate(
+        self, atoms: Atoms | None = None, properties: list[str] | None = None, system_changes: list[str] = all_changes
+    ) -> None:
+        properties = properties or ["energy"]
+        super().calculate(atoms, properties, system_changes)
+        systems = SystemBatch.from_atoms(self.atoms, dtype=self.dtype, device=self.device)
+        systems.check_elements(self.model.elements, self.parameters["model"])
+        stress = bool(has_stress(systems.cell, systems.pbc).all())
+        if "stress" in properties and not stress:
+            raise PropertyNotImplementedError("stress needs a periodic system with a 3-D cell of non-zero volume")
+        out = predict(self.model, systems, forces=True, stress=stress, max_neighbors=self.max_neighbors)
+        energy = float(out.energy[0].detach())
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "energies": _numpy(out.energies),
+            "forces": _numpy(out.forces),
+        }
+        if stress:
+            self.results["stress"] = full_3x3_to_voigt_6_stress(_numpy(out.stress[0]))
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(device="cpu", dtype=torch.float64).numpy()

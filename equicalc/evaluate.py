@@ -1,0 +1,90 @@
+"""Energy, forces and stress of a batch of systems in one forward and one backward pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from potentials import AtomGraph, Potential
+
+from .batch import SystemBatch
+from .neighbors import radius_graph
+
+
+@dataclass
+class Prediction:
+    """Model outputs for a batch.
+
+    Attributes:
+        energy: ``(n_systems,)`` total energies [eV].
+        energies: ``(n_atoms,)`` per-atom energies [eV].
+        forces: ``(n_atoms, 3)`` [eV/Å], or None when not asked for.
+        stress: ``(n_systems, 3, 3)`` (1/V) dE/d(strain) [eV/Å³] (ASE's sign: tensile positive),
+            or None when not asked for; NaN for systems with no periodic axis or no 3-D cell.
+    """
+
+    energy: Tensor
+    energies: Tensor
+    forces: Tensor | None = None
+    stress: Tensor | None = None
+
+
+def has_stress(cell: Tensor, pbc: Tensor) -> Tensor:
+    """``(n_systems,)`` bool: stress is defined (some axis periodic and a cell of non-zero volume)."""
+    return pbc.any(dim=-1) & (torch.linalg.det(cell).abs() > 1e-12)
+
+
+def predict(
+    model: Potential,
+    systems: SystemBatch,
+    *,
+    forces: bool = True,
+    stress: bool = True,
+    max_neighbors: int | None = None,
+    create_graph: bool = False,
+) -> Prediction:
+    """Evaluate ``model`` on ``systems``.
+
+    Forces are -dE/dr by autograd (or the model's direct head, for ``direct_forces`` models);
+    stress is (1/V) dE/de for a symmetric strain e applied to positions and cell together
+    (r -> r (1 + e), cell -> cell (1 + e)). Both come from the same backward pass.
+    ``create_graph`` keeps the graph of the derivatives, for training on forces.
+    """
+    edge_index, shifts = radius_graph(
+        systems.positions, systems.cell, systems.pbc, systems.batch, model.cutoff, max_neighbors=max_neighbors
+    )
+    autograd_forces = forces and not model.direct_forces
+    positions = systems.positions.detach().requires_grad_(autograd_forces)
+    strain = torch.zeros_like(systems.cell).requires_grad_(stress)
+    deformation = torch.eye(3, dtype=strain.dtype, device=strain.device) + 0.5 * (strain + strain.transpose(1, 2))
+    graph = AtomGraph(
+        positions=torch.einsum("na,nab->nb", positions, deformation[systems.batch]),
+        numbers=systems.numbers,
+        cell=systems.cell @ deformation,
+        pbc=systems.pbc,
+        batch=systems.batch,
+        edge_index=edge_index,
+        shifts=shifts.to(systems.positions.dtype),
+    )
+    with torch.set_grad_enabled(torch.is_grad_enabled() or autograd_forces or stress):
+        out = model(graph)
+    energies = out["energies"]
+    energy = graph.system_sum(energies)
+    result = Prediction(energy=energy, energies=energies)
+    if forces and model.direct_forces:
+        result.forces = out["forces"]
+    inputs = [t for t, wanted in ((positions, autograd_forces), (strain, stress)) if wanted]
+    if inputs:
+        if energy.requires_grad:  # zero gradients where E does not depend on an input
+            grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph, materialize_grads=True)
+        else:  # no edges at all: E is a sum of reference energies
+            grads = [torch.zeros_like(t) for t in inputs]
+        if autograd_forces:
+            result.forces = -grads[0]
+        if stress:
+            volume = torch.linalg.det(systems.cell).abs()
+            defined = has_stress(systems.cell, systems.pbc)
+            result.stress = torch.where(defined[:, None, None], grads[-1] / volume[:, None, None], torch.nan)
+    return result

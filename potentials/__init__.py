@@ -1,0 +1,34 @@
+"""Interatomic potentials as plain torch modules: a batched :class:`AtomGraph` in, per-atom energies out.
+
+Nothing here knows about ASE; :mod:`equicalc` adapts these models to ``ase.Atoms``.
+"""
+
+__version__ = "0.1.0"
+
+from . import named_models as _named_models  # noqa: F401  (registers the named models)
+from .base import Potential, PotentialConfig
+from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .egnn import EGNN, EGNNConfig
+from .errors import CheckpointError, ConfigError
+from .graph import AtomGraph
+from .lj import LennardJones, LennardJonesConfig
+from .registry import architectures, available_models, build, load_model
+
+__all__ = [
+    "AtomGraph",
+    "CheckpointError",
+    "ConfigError",
+    "EGNN",
+    "EGNNConfig",
+    "LennardJones",
+    "LennardJonesConfig",
+    "Potential",
+    "PotentialConfig",
+    "architectures",
+    "available_models",
+    "build",
+    "load_checkpoint",
+    "load_model",
+    "read_checkpoint",
+    "save_checkpoint",
+]

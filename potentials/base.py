@@ -1,0 +1,114 @@
+"""The contract every model implements: a batched :class:`AtomGraph` in, per-atom energies out."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .errors import ConfigError
+from .graph import AtomGraph
+
+MAX_Z = 118
+
+
+@dataclass(kw_only=True)
+class PotentialConfig:
+    """Settings shared by every model; each architecture extends this with its own.
+
+    Attributes:
+        cutoff: radius of the neighbour graph [Å].
+        elements: atomic numbers the model accepts.
+        atomic_energies: reference energy of each element in ``elements`` order [eV], added to
+            every atom's output; zeros when omitted.
+    """
+
+    cutoff: float
+    elements: tuple[int, ...]
+    atomic_energies: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        self.elements = tuple(int(z) for z in self.elements)
+        if not self.elements or len(set(self.elements)) != len(self.elements):
+            raise ConfigError(f"elements must be a non-empty list of distinct atomic numbers, got {self.elements}")
+        if any(not 1 <= z <= MAX_Z for z in self.elements):
+            raise ConfigError(f"elements must lie in 1..{MAX_Z}, got {self.elements}")
+        if not self.cutoff > 0:
+            raise ConfigError(f"cutoff must be positive, got {self.cutoff}")
+        if self.atomic_energies is not None:
+            self.atomic_energies = tuple(float(e) for e in self.atomic_energies)
+            if len(self.atomic_energies) != len(self.elements):
+                raise ConfigError(
+                    f"atomic_energies has {len(self.atomic_energies)} values for {len(self.elements)} elements"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly copy (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+class Potential(nn.Module):
+    """Base class of all models.
+
+    A subclass sets the class attributes ``architecture`` (its registry name) and ``Config`` (a
+    :class:`PotentialConfig` subclass), builds its layers from a config in ``__init__`` and
+    implements :meth:`forward`. Subclasses register themselves on definition, so a checkpoint can
+    rebuild them from ``(architecture, config)``.
+
+    Units: energies in eV, lengths in Å, forces in eV/Å.
+    """
+
+    architecture: ClassVar[str]
+    Config: ClassVar[type[PotentialConfig]] = PotentialConfig
+    #: True when :meth:`forward` returns forces from a direct head instead of relying on autograd.
+    direct_forces: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "architecture" in cls.__dict__:
+            from .registry import register_architecture
+
+            register_architecture(cls)
+
+    def __init__(self, config: PotentialConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.Config):
+            raise ConfigError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}")
+        self.config = config
+        #: free-form metadata; filled from the file when loaded from a checkpoint
+        self.metadata: dict[str, Any] = {}
+        species = torch.full((MAX_Z + 1,), -1, dtype=torch.long)
+        species[list(config.elements)] = torch.arange(len(config.elements))
+        self.register_buffer("species_of_z", species, persistent=False)
+        energies = config.atomic_energies or (0.0,) * len(config.elements)
+        self.register_buffer("atomic_energies", torch.tensor(energies, dtype=torch.get_default_dtype()))
+
+    @property
+    def cutoff(self) -> float:
+        """Graph radius [Å]."""
+        return float(self.config.cutoff)
+
+    @property
+    def elements(self) -> tuple[int, ...]:
+        """Supported atomic numbers."""
+        return self.config.elements
+
+    def species(self, numbers: Tensor) -> Tensor:
+        """Map atomic numbers ``(n_atoms,)`` to indices into ``elements`` ``(n_atoms,)``."""
+        return self.species_of_z[numbers]
+
+    def reference_energies(self, numbers: Tensor) -> Tensor:
+        """Per-atom reference energies ``(n_atoms,)`` [eV]."""
+        return self.atomic_energies[self.species(numbers)]
+
+    def forward(self, graph: AtomGraph) -> dict[str, Tensor]:
+        """Evaluate the model.
+
+        Returns:
+            ``{"energies": (n_atoms,) [eV]}``, plus ``"forces": (n_atoms, 3) [eV/Å]`` for models
+            with ``direct_forces``.
+        """
+        raise NotImplementedError

@@ -1,0 +1,101 @@
+"""E(n)-equivariant graph neural network (Satorras, Hoogeboom and Welling, ICML 2021) as an energy model.
+
+Layer l (paper Eqs. 3-6), on a radius graph with edge vectors D_ij = r_j - r_i:
+
+    m_ij      = phi_e(h_i, h_j, |D_ij|^2 / r_c^2) * u(d_ij)                (Eq. 3)
+    Delta_i   = -(1/k) sum_j D_ij phi_x(m_ij) u(d_ij)                       (Eq. 4)
+    h_i      <- h_i + phi_h(h_i, (1/k) sum_j m_ij)                          (Eqs. 5-6, residual)
+    D_ij     <- D_ij + Delta_j - Delta_i
+
+E = sum_i [phi_out(h_i) - phi_out(h_i^iso) + E_ref(Z_i)], where h^iso is the final feature of an
+isolated atom of the same element, so an atom without neighbours has exactly its reference energy.
+Two changes make it an energy model fit for MD: every message
+is multiplied by the envelope u of the *input* distance d_ij, so the energy is smooth as atoms cross
+the cutoff, and neighbour sums are divided by a fixed constant k (``avg_num_neighbors``) instead of
+the neighbour count, whose jumps would make the energy discontinuous. Coordinate updates act on edge
+vectors, which keeps them valid across periodic images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .base import Potential, PotentialConfig
+from .graph import AtomGraph
+from .nn import mlp, scatter_sum
+from .radial import polynomial_envelope
+
+
+@dataclass(kw_only=True)
+class EGNNConfig(PotentialConfig):
+    """EGNN hyperparameters.
+
+    Attributes:
+        hidden: width F of node features and messages.
+        layers: number of EGCL layers.
+        update_coords: apply the coordinate update of Eq. 4 between layers.
+        avg_num_neighbors: constant k dividing neighbour sums.
+        envelope_exponent: p of the polynomial envelope.
+    """
+
+    hidden: int = 64
+    layers: int = 4
+    update_coords: bool = True
+    avg_num_neighbors: float = 12.0
+    envelope_exponent: int = 6
+
+
+class EGCL(nn.Module):
+    """One E(n)-equivariant convolution layer acting on node features and edge vectors."""
+
+    def __init__(self, hidden: int, update_coords: bool) -> None:
+        super().__init__()
+        self.phi_e = mlp([2 * hidden + 1, hidden, hidden], final_activation=True)
+        self.phi_h = mlp([2 * hidden, hidden, hidden])
+        self.phi_x = mlp([hidden, hidden, 1], bias_last=False) if update_coords else None
+
+    def forward(
+        self, h: Tensor, vectors: Tensor, envelope: Tensor, edge_index: Tensor, cutoff: float, norm: float
+    ) -> tuple[Tensor, Tensor]:
+        i, j = edge_index
+        d2 = vectors.square().sum(-1, keepdim=True) / cutoff**2  # [n_edges, 1]
+        m = self.phi_e(torch.cat([h[i], h[j], d2], dim=-1)) * envelope[:, None]  # [n_edges, F]
+        if self.phi_x is not None:
+            delta = -scatter_sum(vectors * self.phi_x(m) * envelope[:, None], i, h.shape[0]) / norm  # [n_atoms, 3]
+            vectors = vectors + delta[j] - delta[i]
+        h = h + self.phi_h(torch.cat([h, scatter_sum(m, i, h.shape[0]) / norm], dim=-1))
+        return h, vectors
+
+
+class EGNN(Potential):
+    """EGNN energy model; forces and stress come from autograd through the calculator."""
+
+    architecture = "egnn"
+    Config = EGNNConfig
+
+    def __init__(self, config: EGNNConfig) -> None:
+        super().__init__(config)
+        self.embedding = nn.Embedding(len(config.elements), config.hidden)
+        self.layers = nn.ModuleList(EGCL(config.hidden, config.update_coords) for _ in range(config.layers))
+        self.readout = mlp([config.hidden, config.hidden, 1])
+
+    def forward(self, graph: AtomGraph) -> dict[str, Tensor]:
+        cfg = self.config
+        species = self.species(graph.numbers)
+        envelope = polynomial_envelope(graph.edge_lengths, cfg.cutoff, cfg.envelope_exponent)
+        atomic = self._atomic_outputs(self.embedding(species), graph.edge_vectors, envelope, graph.edge_index)
+        # an isolated atom (no edges) must have exactly its reference energy: subtract its output
+        no_edges = graph.edge_index.new_zeros((2, 0))
+        isolated = self._atomic_outputs(self.embedding.weight, graph.edge_vectors[:0], envelope[:0], no_edges)
+        energies = atomic - isolated[species] + self.reference_energies(graph.numbers)
+        return {"energies": energies}
+
+    def _atomic_outputs(self, h: Tensor, vectors: Tensor, envelope: Tensor, edge_index: Tensor) -> Tensor:
+        """Per-node scalar output ``(n_nodes,)`` after all layers."""
+        cfg = self.config
+        for layer in self.layers:
+            h, vectors = layer(h, vectors, envelope, edge_index, cfg.cutoff, cfg.avg_num_neighbors)
+        return self.readout(h).squeeze(-1)

@@ -1,0 +1,17 @@
+"""Ready-to-use models, loadable by name (``EquiCalculator("lj-argon")``)."""
+
+from __future__ import annotations
+
+from .lj import LennardJones, LennardJonesConfig
+from .registry import register_model
+
+# Argon: sigma = 3.405 Å, epsilon / k_B = 119.8 K (Rahman, Phys. Rev. 136, A405 (1964)).
+ARGON_EPSILON_EV = 119.8 * 8.617333262e-5
+
+register_model(
+    "lj-argon",
+    lambda: LennardJones(
+        LennardJonesConfig(sigma=3.405, epsilon=ARGON_EPSILON_EV, cutoff=8.5, smooth=True, elements=(18,))
+    ),
+    "Lennard-Jones argon (Rahman 1964), smooth cutoff at 8.5 Å",
+)

@@ -1,0 +1,25 @@
+"""Small building blocks shared by the models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def mlp(sizes: Sequence[int], *, final_activation: bool = False, bias_last: bool = True) -> nn.Sequential:
+    """Linear layers of widths ``sizes`` joined by SiLU; SiLU after the last too if ``final_activation``."""
+    layers: list[nn.Module] = []
+    for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = k == len(sizes) - 2
+        layers.append(nn.Linear(n_in, n_out, bias=bias_last or not last))
+        if not last or final_activation:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+def scatter_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    """Sum rows of ``src`` ``(n, ...)`` into ``dim_size`` bins given by ``index`` ``(n,)``."""
+    out = src.new_zeros((dim_size, *src.shape[1:]))
+    return out.index_add(0, index, src)

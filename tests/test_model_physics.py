@@ -1,0 +1,105 @@
+"""Physics every energy model must obey, checked through the calculator for LJ and EGNN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+
+from equicalc import EquiCalculator
+from equicalc.testing import assert_extensive, assert_forces_match_fd, assert_invariant, assert_stress_match_fd
+from potentials import EGNN, EGNNConfig, LennardJones, LennardJonesConfig
+from tests.conftest import rattled_lj_crystal
+
+
+def lj_model() -> LennardJones:
+    return LennardJones(LennardJonesConfig(sigma=1.0, epsilon=1.0, cutoff=2.5, smooth=True))
+
+
+def egnn_model() -> EGNN:
+    torch.manual_seed(1)
+    config = EGNNConfig(cutoff=2.5, elements=(1, 6, 18), hidden=16, layers=3, atomic_energies=(-1.0, -2.0, -0.5))
+    return EGNN(config)
+
+
+MODELS = {"lj": lj_model, "egnn": egnn_model}
+SYSTEMS = {"bulk": (True, True, True), "slab": (True, True, False), "molecule": (False, False, False)}
+
+
+def system(pbc: tuple[bool, bool, bool], seed: int = 0) -> Atoms:
+    rng = np.random.default_rng(seed)
+    atoms = rattled_lj_crystal(rng, pbc=pbc, repeat=(2, 2, 1) if pbc[2] is False else (2, 2, 2))
+    atoms.set_cell(atoms.cell.array + np.triu(rng.uniform(-0.1, 0.1, (3, 3)), 1), scale_atoms=True)
+    atoms.numbers = rng.choice([1, 6, 18], len(atoms))
+    return atoms
+
+
+@pytest.fixture(params=list(MODELS))
+def calc(request: pytest.FixtureRequest) -> EquiCalculator:
+    return EquiCalculator(MODELS[request.param](), device="cpu", dtype="float64")
+
+
+@pytest.mark.parametrize("kind", list(SYSTEMS))
+def test_forces_match_finite_differences(calc: EquiCalculator, kind: str) -> None:
+    assert_forces_match_fd(system(SYSTEMS[kind]), calc, eps=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["bulk", "slab"])
+def test_stress_matches_finite_difference_calculator(calc: EquiCalculator, kind: str) -> None:
+    assert_stress_match_fd(system(SYSTEMS[kind]), calc, eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", list(SYSTEMS))
+def test_energy_invariant_forces_equivariant(calc: EquiCalculator, kind: str) -> None:
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        assert_invariant(system(SYSTEMS[kind]), calc, rng=rng, rtol=1e-10)
+
+
+def test_float32_invariance(calc: EquiCalculator) -> None:
+    calc32 = EquiCalculator(calc.model, device="cpu", dtype="float32")
+    assert_invariant(system(SYSTEMS["bulk"]), calc32, rng=np.random.default_rng(3), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["bulk", "slab"])
+def test_supercell_is_extensive(calc: EquiCalculator, kind: str) -> None:
+    repeat = (2, 2, 2) if kind == "bulk" else (2, 2, 1)
+    assert_extensive(system(SYSTEMS[kind]), calc, repeat=repeat, rtol=1e-10)
+
+
+def test_per_atom_energies_sum_to_total(calc: EquiCalculator) -> None:
+    atoms = system(SYSTEMS["bulk"])
+    atoms.calc = calc
+    assert atoms.get_potential_energies().sum() == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+
+
+def test_egnn_energy_is_smooth_at_the_cutoff() -> None:
+    """Move Ar across the cutoff of H: energy and force stay continuous, with no kink."""
+    calc = EquiCalculator(egnn_model(), device="cpu", dtype="float64")
+    cutoff = 2.5
+    atoms = Atoms("HCAr", positions=[[0, 0, 0], [1.1, 0, 0], [0, 0, 0]])
+
+    def energy_and_force(z: float) -> tuple[float, float]:
+        atoms.positions[2] = [0, 0, z]
+        atoms.calc = calc
+        return atoms.get_potential_energy(), atoms.get_forces()[2, 2]
+
+    e_in, f_in = energy_and_force(cutoff - 1e-6)
+    e_out, f_out = energy_and_force(cutoff + 1e-6)
+    e_far, f_far = energy_and_force(10.0)
+    assert abs(e_in - e_out) < 1e-9 and abs(f_in - f_out) < 1e-6
+    # Ar stays beyond the cutoff of C (|z| > 2.5 means |r - r_C| > 2.7), so only the H-Ar edge crosses
+    assert f_far == 0.0
+    steps = [energy_and_force(z)[0] for z in np.linspace(cutoff - 0.05, cutoff + 0.05, 41)]
+    assert np.abs(np.diff(steps, 2)).max() < 1e-6  # no kink anywhere across the cutoff
+
+
+def test_egnn_envelope_is_not_trivially_zero() -> None:
+    """Guard for the smoothness test: the third atom does change the energy inside the cutoff."""
+    calc = EquiCalculator(egnn_model(), device="cpu", dtype="float64")
+    atoms = Atoms("HCAr", positions=[[0, 0, 0], [1.1, 0, 0], [0, 0, 1.5]])
+    atoms.calc = calc
+    near = atoms.get_potential_energy()
+    atoms.positions[2] = [0, 0, 10.0]
+    assert abs(near - atoms.get_potential_energy()) > 1e-4
