@@ -64,11 +64,11 @@ def main() -> None:
         if NeighborList is not None:
             nl = NeighborList(cutoff=args.cutoff, full_list=True)
             t_vesin, pairs_vesin = best_time(
-                lambda: len(nl.compute(atoms.positions, atoms.cell.array, True, quantities="i")[0]), repeats
+                lambda: len(nl.compute(atoms.positions, atoms.cell.array, True, quantities="ijS")[0]), repeats
             )
             assert pairs_vesin == pairs, (pairs_vesin, pairs)
         if not args.no_ase:
-            t_ase, pairs_ase = best_time(lambda: len(neighbor_list("i", atoms, args.cutoff)), 1 if n > 8000 else 2)
+            t_ase, pairs_ase = best_time(lambda: len(neighbor_list("ijS", atoms, args.cutoff)[0]), 1 if n > 8000 else 2)
             assert pairs_ase == pairs, (pairs_ase, pairs)
         print(f"{n:>7} {pairs:>10} {t_ours:>11.4f} {t_vesin:>9.4f} {t_ase:>8.3f} "
               f"{t_ours / t_vesin:>10.2f} {t_ours / t_ase:>9.3f}")

@@ -40,7 +40,7 @@ class EquiCalculator(Calculator):
         >>> atoms = bulk("Ar", "fcc", a=5.26, cubic=True)
         >>> atoms.calc = EquiCalculator("lj-argon", device="cpu")
         >>> round(atoms.get_potential_energy() / len(atoms), 4)
-        -0.0807
+        -0.0783
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]

@@ -15,6 +15,8 @@ cell at all; slabs may have a zero or arbitrary third vector.
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
+import math
 
 import torch
 from torch import Tensor
@@ -78,15 +80,23 @@ def radius_graph(
 
         image_atom, image_shift = _images(frac - wrap, batch, margin, n_images)
         image_pos = wrapped[image_atom] + torch.einsum("ma,mab->mb", image_shift.double(), cell[batch[image_atom]])
-        centre, col = _search(image_pos, batch[image_atom], wrapped, batch, cutoff * (1 + 1e-9) + 1e-12)
+        centre, col = _search(image_pos, batch[image_atom], wrapped, batch, cutoff)
 
-        neighbour = image_atom[col]
-        shifts = image_shift[col] + (wrap[centre] - wrap[neighbour]).long()
-        vectors = pos[neighbour] - pos[centre] + torch.einsum("ea,eab->eb", shifts.double(), cell[batch[centre]])
-        lengths = torch.linalg.vector_norm(vectors, dim=1)
-        keep = (lengths < cutoff) & ~((centre == neighbour) & (shifts == 0).all(dim=1))
-        centre, neighbour, shifts, lengths = centre[keep], neighbour[keep], shifts[keep], lengths[keep]
+        # drop each atom's pair with its own home image (i == j, S == 0)
+        home = torch.empty_like(batch)
+        is_home = (image_shift == 0).all(dim=1)
+        home[image_atom[is_home]] = torch.nonzero(is_home).flatten()
+        kept = torch.nonzero(col != home[centre]).flatten()
+        centre, col = centre[kept], col[kept]
+        # S applies to the unwrapped positions: D = (r_j - w_j cell + s cell) - (r_i - w_i cell)
+        wrap = wrap.long()
+        image_table = torch.cat([image_atom[:, None], image_shift - wrap[image_atom]], dim=1)  # [n_images, 4]
+        neighbour_and_shift = image_table[col]
+        neighbour, shifts = neighbour_and_shift[:, 0], neighbour_and_shift[:, 1:]
+        if wrap.any():
+            shifts = shifts + wrap[centre]
         if max_neighbors is not None:
+            lengths = torch.linalg.vector_norm(image_pos[col] - wrapped[centre], dim=1)
             nearest = _nearest(centre, neighbour, shifts, lengths, max_neighbors)
             centre, neighbour, shifts = centre[nearest], neighbour[nearest], shifts[nearest]
         return torch.stack([centre, neighbour]), shifts
@@ -138,13 +148,12 @@ def _images(frac: Tensor, batch: Tensor, margin: Tensor, n_images: Tensor) -> tu
     for n in torch.unique(n_images, dim=0).tolist():
         systems = (n_images == torch.tensor(n, device=n_images.device)).all(dim=1)
         members = torch.nonzero(systems[batch]).flatten()
+        n_grid = math.prod(2 * k + 1 for k in n)
+        if members.numel() * n_grid > MAX_IMAGE_CANDIDATES:
+            raise ValueError(f"a periodic cell is too small for the cutoff: {n_grid} images per atom would be needed")
         grid = torch.tensor(
             list(itertools.product(*(range(-k, k + 1) for k in n))), dtype=torch.long, device=frac.device
         )
-        if members.numel() * grid.shape[0] > MAX_IMAGE_CANDIDATES:
-            raise ValueError(
-                f"a periodic cell is too small for the cutoff: {grid.shape[0]} images per atom would be needed"
-            )
         image_frac = frac[members][:, None, :] + grid[None].double()  # [members, grid, 3]
         tol = margin[batch[members]][:, None, :] + 1e-9
         inside = ((image_frac >= -tol) & (image_frac <= 1 + tol)) | (grid == 0)[None]
@@ -157,11 +166,24 @@ def _images(frac: Tensor, batch: Tensor, margin: Tensor, n_images: Tensor) -> tu
 
 
 def _search(x: Tensor, batch_x: Tensor, y: Tensor, batch_y: Tensor, r: float) -> tuple[Tensor, Tensor]:
-    """Indices ``(row into y, col into x)`` of every pair closer than ``r``, none dropped."""
+    """Indices ``(row into y, col into x)`` of every pair closer than ``r`` (strictly, as ASE), none dropped."""
     n_systems = int(batch_y.max()) + 1
     if x.device.type == "cpu":  # the KD-tree collects every match; a cap of len(x) never truncates
-        row, col = radius(x, y, r, batch_x, batch_y, max_num_neighbors=x.shape[0], batch_size=n_systems)
-        return row, col
+        n_chunks = min(torch.get_num_threads(), max(1, y.shape[0] // 256))
+        bounds = [y.shape[0] * k // n_chunks for k in range(n_chunks + 1)]
+
+        def chunk(k: int) -> Tensor:
+            lo, hi = bounds[k], bounds[k + 1]
+            sub = radius(x, y[lo:hi], r, batch_x, batch_y[lo:hi], max_num_neighbors=x.shape[0], batch_size=n_systems)
+            sub[0] += lo
+            return sub
+
+        if n_chunks == 1:
+            pairs = chunk(0)
+        else:  # torch-cluster releases the GIL: query the KD-tree from several threads
+            with ThreadPoolExecutor(n_chunks) as pool:
+                pairs = torch.cat(list(pool.map(chunk, range(n_chunks))), dim=1)
+        return pairs[0], pairs[1]
     cap = 64
     while True:  # the CUDA kernel pre-allocates `cap` slots per centre: grow until none is full
         row, col = radius(x, y, r, batch_x, batch_y, max_num_neighbors=cap, batch_size=n_systems)
