@@ -13,6 +13,7 @@ from .errors import CheckpointError, ConfigError
 from .graph import AtomGraph
 from .lj import LennardJones, LennardJonesConfig
 from .registry import architectures, available_models, build, load_model
+from .sake import SAKE, SAKEConfig
 
 __all__ = [
     "AtomGraph",
@@ -23,6 +24,8 @@ __all__ = [
     "LennardJones",
     "LennardJonesConfig",
     "Potential",
+    "SAKE",
+    "SAKEConfig",
     "PotentialConfig",
     "architectures",
     "available_models",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -103,6 +104,26 @@ class Potential(nn.Module):
     def reference_energies(self, numbers: Tensor) -> Tensor:
         """Per-atom reference energies ``(n_atoms,)`` [eV]."""
         return self.atomic_energies[self.species(numbers)]
+
+    def relative_to_isolated(self, graph: AtomGraph, node_outputs: Callable[[AtomGraph], Tensor]) -> Tensor:
+        """Per-atom energies ``(n_atoms,)`` [eV] from a network's raw per-atom outputs.
+
+        E_i = f(graph)_i - f(isolated Z_i) + E_ref(Z_i): the network ``node_outputs`` is also run on
+        one isolated atom (no edges) of each element and its output subtracted, so an atom with no
+        neighbours has exactly its reference energy.
+        """
+        n = len(self.elements)
+        isolated = AtomGraph(
+            positions=graph.positions.new_zeros((n, 3)),
+            numbers=torch.tensor(self.elements, device=graph.numbers.device),
+            cell=graph.cell.new_zeros((n, 3, 3)),
+            pbc=torch.zeros((n, 3), dtype=torch.bool, device=graph.pbc.device),
+            batch=torch.arange(n, device=graph.batch.device),
+            edge_index=graph.edge_index.new_zeros((2, 0)),
+            shifts=graph.shifts.new_zeros((0, 3)),
+        )
+        species = self.species(graph.numbers)
+        return node_outputs(graph) - node_outputs(isolated)[species] + self.atomic_energies[species]
 
     def forward(self, graph: AtomGraph) -> dict[str, Tensor]:
         """Evaluate the model.

@@ -83,19 +83,14 @@ class EGNN(Potential):
         self.readout = mlp([config.hidden, config.hidden, 1])
 
     def forward(self, graph: AtomGraph) -> dict[str, Tensor]:
-        cfg = self.config
-        species = self.species(graph.numbers)
-        envelope = polynomial_envelope(graph.edge_lengths, cfg.cutoff, cfg.envelope_exponent)
-        atomic = self._atomic_outputs(self.embedding(species), graph.edge_vectors, envelope, graph.edge_index)
-        # an isolated atom (no edges) must have exactly its reference energy: subtract its output
-        no_edges = graph.edge_index.new_zeros((2, 0))
-        isolated = self._atomic_outputs(self.embedding.weight, graph.edge_vectors[:0], envelope[:0], no_edges)
-        energies = atomic - isolated[species] + self.reference_energies(graph.numbers)
-        return {"energies": energies}
+        return {"energies": self.relative_to_isolated(graph, self._node_outputs)}
 
-    def _atomic_outputs(self, h: Tensor, vectors: Tensor, envelope: Tensor, edge_index: Tensor) -> Tensor:
-        """Per-node scalar output ``(n_nodes,)`` after all layers."""
+    def _node_outputs(self, graph: AtomGraph) -> Tensor:
+        """Per-atom scalar output ``(n_atoms,)`` after all layers."""
         cfg = self.config
+        h = self.embedding(self.species(graph.numbers))
+        envelope = polynomial_envelope(graph.edge_lengths, cfg.cutoff, cfg.envelope_exponent)
+        vectors = graph.edge_vectors
         for layer in self.layers:
-            h, vectors = layer(h, vectors, envelope, edge_index, cfg.cutoff, cfg.avg_num_neighbors)
+            h, vectors = layer(h, vectors, envelope, graph.edge_index, cfg.cutoff, cfg.avg_num_neighbors)
         return self.readout(h).squeeze(-1)

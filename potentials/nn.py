@@ -23,3 +23,15 @@ def scatter_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
     """Sum rows of ``src`` ``(n, ...)`` into ``dim_size`` bins given by ``index`` ``(n,)``."""
     out = src.new_zeros((dim_size, *src.shape[1:]))
     return out.index_add(0, index, src)
+
+
+def segment_softmax(scores: Tensor, weights: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    """Weighted softmax of ``scores`` ``(n, H)`` over the rows sharing an ``index``.
+
+    out_e = w_e exp(s_e) / sum_{e' in segment} w_e' exp(s_e'), with non-negative ``weights`` ``(n,)``;
+    rows whose weight goes to zero drop out continuously.
+    """
+    top = scores.new_full((dim_size, scores.shape[1]), -torch.inf)
+    top = top.scatter_reduce(0, index[:, None].expand_as(scores), scores.detach(), "amax")
+    expo = weights[:, None] * torch.exp(scores - top[index])
+    return expo / scatter_sum(expo, index, dim_size)[index].clamp_min(torch.finfo(scores.dtype).tiny)
