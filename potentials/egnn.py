@@ -23,29 +23,20 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .base import Potential, PotentialConfig
 from .graph import AtomGraph
+from .invariant import InvariantNetwork, InvariantNetworkConfig
 from .nn import mlp, scatter_sum
-from .radial import polynomial_envelope
 
 
 @dataclass(kw_only=True)
-class EGNNConfig(PotentialConfig):
-    """EGNN hyperparameters.
+class EGNNConfig(InvariantNetworkConfig):
+    """EGNN hyperparameters (see :class:`InvariantNetworkConfig` for the shared ones).
 
     Attributes:
-        hidden: width F of node features and messages.
-        layers: number of EGCL layers.
         update_coords: apply the coordinate update of Eq. 4 between layers.
-        avg_num_neighbors: constant k dividing neighbour sums.
-        envelope_exponent: p of the polynomial envelope.
     """
 
-    hidden: int = 64
-    layers: int = 4
     update_coords: bool = True
-    avg_num_neighbors: float = 12.0
-    envelope_exponent: int = 6
 
 
 class EGCL(nn.Module):
@@ -70,27 +61,18 @@ class EGCL(nn.Module):
         return h, vectors
 
 
-class EGNN(Potential):
+class EGNN(InvariantNetwork):
     """EGNN energy model; forces and stress come from autograd through the calculator."""
 
     architecture = "egnn"
     Config = EGNNConfig
 
     def __init__(self, config: EGNNConfig) -> None:
-        super().__init__(config)
-        self.embedding = nn.Embedding(len(config.elements), config.hidden)
-        self.layers = nn.ModuleList(EGCL(config.hidden, config.update_coords) for _ in range(config.layers))
-        self.readout = mlp([config.hidden, config.hidden, 1])
+        super().__init__(config, (EGCL(config.hidden, config.update_coords) for _ in range(config.layers)))
 
-    def forward(self, graph: AtomGraph) -> dict[str, Tensor]:
-        return {"energies": self.relative_to_isolated(graph, self._node_outputs)}
-
-    def _node_outputs(self, graph: AtomGraph) -> Tensor:
-        """Per-atom scalar output ``(n_atoms,)`` after all layers."""
+    def interact(self, h: Tensor, graph: AtomGraph, envelope: Tensor) -> Tensor:
         cfg = self.config
-        h = self.embedding(self.species(graph.numbers))
-        envelope = polynomial_envelope(graph.edge_lengths, cfg.cutoff, cfg.envelope_exponent)
         vectors = graph.edge_vectors
         for layer in self.layers:
             h, vectors = layer(h, vectors, envelope, graph.edge_index, cfg.cutoff, cfg.avg_num_neighbors)
-        return self.readout(h).squeeze(-1)
+        return h

@@ -38,27 +38,25 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from .base import Potential, PotentialConfig
 from .errors import ConfigError
 from .graph import AtomGraph
+from .invariant import InvariantNetwork, InvariantNetworkConfig
 from .nn import mlp, scatter_sum, segment_softmax
-from .radial import ExpNormalBasis, polynomial_envelope
+from .radial import ExpNormalBasis
 
 COEFFICIENTS = ("neural", "linear", "polynomial", "mlp")
 UPDATES = ("velocity", "no_velocity", "frozen")
 
 
 @dataclass(kw_only=True)
-class SAKEConfig(PotentialConfig):
-    """SAKE hyperparameters (defaults follow the paper's MD17 runs: F = 64, 4 heads, 50 basis functions).
+class SAKEConfig(InvariantNetworkConfig):
+    """SAKE hyperparameters (defaults follow the paper's MD17 runs: F = 64, 4 heads, 50 basis
+    functions); ``hidden`` (F), ``layers``, ``avg_num_neighbors`` (k) and ``envelope_exponent`` are
+    described in :class:`InvariantNetworkConfig`.
 
     Attributes:
-        hidden: width F of node and edge features.
-        layers: number of SAKE layers.
         heads: attention heads H; spatial attention has F * H channels.
         num_rbf: size K of the ExpNormal radial basis.
-        avg_num_neighbors: constant k dividing the spatial sums.
-        envelope_exponent: p of the polynomial envelope.
         coefficients: ``neural``, ``linear``, ``polynomial`` or ``mlp`` (see module docstring).
         polynomial_degree: highest power for ``polynomial`` coefficients.
         update: ``velocity``, ``no_velocity`` or ``frozen``.
@@ -66,12 +64,8 @@ class SAKEConfig(PotentialConfig):
         semantic_attention: use semantic attention (Eqs. 9-10); otherwise uniform weights.
     """
 
-    hidden: int = 64
-    layers: int = 4
     heads: int = 4
     num_rbf: int = 50
-    avg_num_neighbors: float = 12.0
-    envelope_exponent: int = 6
     coefficients: str = "neural"
     polynomial_degree: int = 3
     update: str = "velocity"
@@ -163,28 +157,18 @@ class SAKELayer(nn.Module):
         return h, vectors, velocity
 
 
-class SAKE(Potential):
+class SAKE(InvariantNetwork):
     """SAKE energy model; forces and stress come from autograd through the calculator."""
 
     architecture = "sake"
     Config = SAKEConfig
 
     def __init__(self, config: SAKEConfig) -> None:
-        super().__init__(config)
-        self.embedding = nn.Embedding(len(config.elements), config.hidden)
-        self.layers = nn.ModuleList(SAKELayer(config) for _ in range(config.layers))
-        self.readout = mlp([config.hidden, config.hidden, 1])
+        super().__init__(config, (SAKELayer(config) for _ in range(config.layers)))
 
-    def forward(self, graph: AtomGraph) -> dict[str, Tensor]:
-        return {"energies": self.relative_to_isolated(graph, self._node_outputs)}
-
-    def _node_outputs(self, graph: AtomGraph) -> Tensor:
-        """Per-atom scalar output ``(n_atoms,)`` after all layers."""
-        cfg = self.config
-        h = self.embedding(self.species(graph.numbers))
-        envelope = polynomial_envelope(graph.edge_lengths, cfg.cutoff, cfg.envelope_exponent)
+    def interact(self, h: Tensor, graph: AtomGraph, envelope: Tensor) -> Tensor:
         vectors = graph.edge_vectors
         velocity = torch.zeros_like(graph.positions)
         for layer in self.layers:
             h, vectors, velocity = layer(h, vectors, velocity, envelope, graph.edge_index)
-        return self.readout(h).squeeze(-1)
+        return h
