@@ -33,7 +33,6 @@ class EquiCalculator(Calculator):
         device: ``'cpu'``, ``'cuda'``, ``'cuda:N'`` or ``'auto'`` (CUDA when available).
         dtype: ``'float64'`` (default; relaxations, phonons, tight energy conservation) or
             ``'float32'`` (faster).
-        max_neighbors: keep only this many nearest neighbours per atom (None: all within the cutoff).
 
     Example:
         >>> from ase.build import bulk
@@ -51,17 +50,14 @@ class EquiCalculator(Calculator):
         *,
         device: str | torch.device = "auto",
         dtype: str | torch.dtype = "float64",
-        max_neighbors: int | None = None,
         **kwargs: Any,
     ) -> None:
         self.model, label = resolve_model(model)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.model.to(device=self.device, dtype=self.dtype).eval()
-        self.max_neighbors = max_neighbors
         super().__init__(
-            model=label, device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
-            max_neighbors=max_neighbors, **kwargs,
+            model=label, device=str(self.device), dtype=str(self.dtype).removeprefix("torch."), **kwargs,
         )
 
     def calculate(
@@ -74,7 +70,7 @@ class EquiCalculator(Calculator):
         stress = bool(has_stress(systems.cell, systems.pbc).all())
         if "stress" in properties and not stress:
             raise PropertyNotImplementedError("stress needs a periodic system with a 3-D cell of non-zero volume")
-        out = predict(self.model, systems, forces=True, stress=stress, max_neighbors=self.max_neighbors)
+        out = predict(self.model, systems, forces=True, stress=stress)
         energy = float(out.energy[0].detach())
         self.results = {
             "energy": energy,

@@ -42,18 +42,18 @@ def predict(
     *,
     forces: bool = True,
     stress: bool = True,
-    max_neighbors: int | None = None,
     create_graph: bool = False,
 ) -> Prediction:
     """Evaluate ``model`` on ``systems``.
 
-    Forces are -dE/dr by autograd (or the model's direct head, for ``direct_forces`` models);
+    The graph has the model's cutoff and neighbour cap. Forces are -dE/dr by autograd (or the model's direct head, for ``direct_forces`` models);
     stress is (1/V) dE/de for a symmetric strain e applied to positions and cell together
     (r -> r (1 + e), cell -> cell (1 + e)). Both come from the same backward pass.
     ``create_graph`` keeps the graph of the derivatives, for training on forces.
     """
     edge_index, shifts = radius_graph(
-        systems.positions, systems.cell, systems.pbc, systems.batch, model.cutoff, max_neighbors=max_neighbors
+        systems.positions, systems.cell, systems.pbc, systems.batch, model.cutoff,
+        max_neighbors=model.config.max_neighbors,
     )
     autograd_forces = forces and not model.direct_forces
     positions = systems.positions.detach().requires_grad_(autograd_forces)

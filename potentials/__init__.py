@@ -9,6 +9,7 @@ from . import named_models as _named_models  # noqa: F401  (registers the named 
 from .base import Potential, PotentialConfig
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .egnn import EGNN, EGNNConfig
+from .equiformer_v2 import EquiformerV2, EquiformerV2Config
 from .errors import CheckpointError, ConfigError
 from .graph import AtomGraph
 from .lj import LennardJones, LennardJonesConfig
@@ -21,6 +22,8 @@ __all__ = [
     "ConfigError",
     "EGNN",
     "EGNNConfig",
+    "EquiformerV2",
+    "EquiformerV2Config",
     "LennardJones",
     "LennardJonesConfig",
     "Potential",

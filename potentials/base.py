@@ -25,11 +25,14 @@ class PotentialConfig:
         elements: atomic numbers the model accepts.
         atomic_energies: reference energy of each element in ``elements`` order [eV], added to
             every atom's output; zeros when omitted.
+        max_neighbors: keep only this many nearest neighbours per atom in the graph (None: all
+            within the cutoff; a finite cap makes the energy discontinuous).
     """
 
     cutoff: float
     elements: tuple[int, ...]
     atomic_energies: tuple[float, ...] | None = None
+    max_neighbors: int | None = None
 
     def __post_init__(self) -> None:
         self.elements = tuple(int(z) for z in self.elements)
@@ -39,6 +42,8 @@ class PotentialConfig:
             raise ConfigError(f"elements must lie in 1..{MAX_Z}, got {self.elements}")
         if not self.cutoff > 0:
             raise ConfigError(f"cutoff must be positive, got {self.cutoff}")
+        if self.max_neighbors is not None and self.max_neighbors < 1:
+            raise ConfigError(f"max_neighbors must be positive or None, got {self.max_neighbors}")
         if self.atomic_energies is not None:
             self.atomic_energies = tuple(float(e) for e in self.atomic_energies)
             if len(self.atomic_energies) != len(self.elements):

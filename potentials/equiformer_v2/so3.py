@@ -48,6 +48,22 @@ class CoefficientLayout:
         return int(self.reduced.numel())
 
 
+class Float64Constants:
+    """Constant tensors computed in float64 and kept outside a module's buffers, so that casting a
+    model to float32 and back never rounds them; copies cast to a dtype and device are cached."""
+
+    def __init__(self, **values: Tensor) -> None:
+        self._values = values
+        self._cast: dict[tuple[str, torch.dtype, torch.device], Tensor] = {}
+
+    def get(self, name: str, like: Tensor) -> Tensor:
+        """The constant ``name`` in the dtype and on the device of ``like``."""
+        key = (name, like.dtype, like.device)
+        if key not in self._cast:
+            self._cast[key] = self._values[name].to(dtype=like.dtype, device=like.device)
+        return self._cast[key]
+
+
 class WignerD(nn.Module):
     """Wigner-D matrices D^l(R), l = 0..L, of rotation matrices, as one block-diagonal matrix.
 
@@ -60,22 +76,14 @@ class WignerD(nn.Module):
     def __init__(self, lmax: int) -> None:
         super().__init__()
         self.lmax = lmax
-        # float64 constants kept outside the module's buffers, so casting the model to float32 and
-        # back never rounds them; cast copies are cached per dtype and device
-        self._cg = {l: o3.wigner_3j(l - 1, 1, l, dtype=torch.float64) * math.sqrt(2 * l + 1) for l in range(2, lmax + 1)}
-        self._cast: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
-
-    def _clebsch_gordan(self, l: int, like: Tensor) -> Tensor:
-        key = (l, like.dtype, like.device)
-        if key not in self._cast:
-            self._cast[key] = self._cg[l].to(dtype=like.dtype, device=like.device)
-        return self._cast[key]
+        cg = {f"cg_{l}": o3.wigner_3j(l - 1, 1, l, dtype=torch.float64) * math.sqrt(2 * l + 1) for l in range(2, lmax + 1)}
+        self.constants = Float64Constants(**cg)
 
     def blocks(self, rotation: Tensor) -> list[Tensor]:
         """``[D^0, D^1, ..., D^L]``, each ``(E, 2l+1, 2l+1)``."""
         out = [rotation.new_ones((rotation.shape[0], 1, 1)), rotation]
         for l in range(2, self.lmax + 1):
-            cg = self._clebsch_gordan(l, rotation)
+            cg = self.constants.get(f"cg_{l}", rotation)
             out.append(torch.einsum("abm,cdn,eac,ebd->emn", cg, cg, out[l - 1], rotation))
         return out[: self.lmax + 1]
 
@@ -111,3 +119,26 @@ def edge_frames(vectors: Tensor, reference: Tensor | None = None) -> Tensor:
     z = z / torch.linalg.vector_norm(z, dim=-1, keepdim=True)
     y = torch.linalg.cross(n, z)
     return torch.stack([z, n, -y], dim=1)
+
+
+class EdgeRotation:
+    """Rotation of per-edge features into and out of the edge frames, for one forward pass.
+
+    ``to_edge`` takes full l-primary features ``(E, (L+1)^2, C)`` to the reduced m-primary layout
+    ``(E, N_red, C)`` of the edge frame; ``from_edge`` goes back, scaling degrees l > mmax by
+    sqrt((2l + 1) / (2 mmax + 1)) as the reference does (it keeps feature norms comparable when
+    orders |m| > mmax are dropped).
+    """
+
+    def __init__(self, wigner: Tensor, layout: CoefficientLayout) -> None:
+        index = layout.reduced.to(wigner.device)
+        self.forward_matrix = wigner[:, index, :]  # [E, N_red, (L+1)^2]
+        degree = layout.degree.to(device=wigner.device, dtype=wigner.dtype)
+        rescale = torch.where(degree > layout.mmax, torch.sqrt((2 * degree + 1) / (2 * layout.mmax + 1)), 1.0)
+        self.inverse_matrix = self.forward_matrix.transpose(1, 2) * rescale  # [E, (L+1)^2, N_red]
+
+    def to_edge(self, x: Tensor) -> Tensor:
+        return self.forward_matrix @ x
+
+    def from_edge(self, x: Tensor) -> Tensor:
+        return self.inverse_matrix @ x

@@ -1,0 +1,102 @@
+"""Small layers of EquiformerV2: degree-wise linear maps, radial networks, distance bases, the S2 grid."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from e3nn import o3
+from torch import Tensor, nn
+
+from .so3 import CoefficientLayout, Float64Constants
+
+
+class SO3Linear(nn.Module):
+    """Degree-wise linear map of ``(N, (L+1)^2, C_in)`` features to ``(N, (L+1)^2, C_out)``.
+
+    out[n, (l, m), o] = sum_c W_l[o, c] x[n, (l, m), c] + b[o] [l = 0]: one weight per degree, a bias
+    on the invariant part only, so the map commutes with rotations.
+    """
+
+    def __init__(self, in_features: int, out_features: int, lmax: int) -> None:
+        super().__init__()
+        bound = 1 / math.sqrt(in_features)
+        self.weight = nn.Parameter(torch.empty(lmax + 1, out_features, in_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.zeros(out_features))
+        degree = torch.cat([torch.full((2 * l + 1,), l) for l in range(lmax + 1)])
+        self.register_buffer("degree", degree, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = torch.einsum("nic,ioc->nio", x, self.weight[self.degree])
+        return torch.cat([out[:, :1] + self.bias, out[:, 1:]], dim=1)
+
+
+class RadialMLP(nn.Module):
+    """Linear -> LayerNorm -> SiLU -> ... -> Linear on invariant edge features ``(E, sizes[0])``."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(n_in, n_out))
+            if k < len(sizes) - 2:
+                layers += [nn.LayerNorm(n_out), nn.SiLU()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class GaussianBasis(nn.Module):
+    """exp(-(d - mu_k)^2 / (2 (w Δ)^2)) on ``num`` centres mu_k evenly spaced on [0, cutoff] (Δ apart).
+
+    Input ``(E,)`` distances [Å], output ``(E, num)``.
+    """
+
+    def __init__(self, cutoff: float, num: int, width: float = 2.0) -> None:
+        super().__init__()
+        offsets = torch.linspace(0.0, cutoff, num)
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.coeff = -0.5 / (width * (offsets[1] - offsets[0]).item()) ** 2
+
+    def forward(self, d: Tensor) -> Tensor:
+        return torch.exp(self.coeff * (d[:, None] - self.offsets) ** 2)
+
+
+def smooth_leaky_relu(x: Tensor, negative_slope: float = 0.2) -> Tensor:
+    """f(x) = (1 + a)/2 x + (1 - a)/2 x (2 sigmoid(x) - 1): a smooth leaky ReLU."""
+    return 0.5 * (1 + negative_slope) * x + 0.5 * (1 - negative_slope) * x * (2 * torch.sigmoid(x) - 1)
+
+
+class S2Grid(nn.Module):
+    """Projection of spherical-harmonic coefficients to values on a (res x res) sphere grid and back.
+
+    e3nn's ``ToS2Grid``/``FromS2Grid`` with 'component' normalisation, for degrees up to ``lmax``,
+    restricted to the coefficients of ``layout`` when given (orders |m| <= mmax, m-primary, with
+    the degrees l > mmax scaled by sqrt((2l + 1) / (2 mmax + 1)) as in the edge rotation).
+    """
+
+    def __init__(self, lmax: int, resolution: int, layout: CoefficientLayout | None = None) -> None:
+        super().__init__()
+        to_grid = o3.ToS2Grid(lmax, (resolution, resolution), normalization="component", dtype=torch.float64)
+        from_grid = o3.FromS2Grid((resolution, resolution), lmax, normalization="component", dtype=torch.float64)
+        to_mat = torch.einsum("mbi,am->bai", to_grid.shb, to_grid.sha)  # [res_beta, res_alpha, (L+1)^2]
+        from_mat = torch.einsum("am,mbi->bai", from_grid.sha, from_grid.shb)
+        if layout is not None:
+            degree = layout.degree.double()
+            scale = torch.where(degree > layout.mmax, torch.sqrt((2 * degree + 1) / (2 * layout.mmax + 1)), 1.0)
+            to_mat, from_mat = to_mat[..., layout.reduced] * scale, from_mat[..., layout.reduced] * scale
+        self.constants = Float64Constants(to_mat=to_mat, from_mat=from_mat)
+
+    def to_grid(self, x: Tensor) -> Tensor:
+        """``(N, n_coeff, C)`` -> ``(N, res, res, C)``."""
+        return torch.einsum("bai,nic->nbac", self.constants.get("to_mat", x), x)
+
+    def from_grid(self, grid: Tensor) -> Tensor:
+        """``(N, res, res, C)`` -> ``(N, n_coeff, C)``."""
+        return torch.einsum("bai,nbac->nic", self.constants.get("from_mat", grid), grid)
+
+    def separable_activation(self, scalars: Tensor, x: Tensor) -> Tensor:
+        """SiLU on the sphere for l > 0, with the l = 0 channel replaced by SiLU(``scalars``) ``(N, C)``."""
+        out = self.from_grid(torch.nn.functional.silu(self.to_grid(x)))
+        return torch.cat([torch.nn.functional.silu(scalars)[:, None], out[:, 1:]], dim=1)

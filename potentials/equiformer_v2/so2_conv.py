@@ -1,0 +1,80 @@
+"""SO(2) convolution (eSCN; Passaro and Zitnick, ICML 2023): the edge-frame linear map of EquiformerV2.
+
+In a frame whose polar axis lies along the edge, a rotation-equivariant linear map of spherical
+harmonic coefficients only mixes coefficients of equal |m|, and for m > 0 it acts on the (+m, -m)
+pair like multiplication by a complex number:
+
+    y_{+m} = W_r x_{+m} - W_i x_{-m},    y_{-m} = W_r x_{-m} + W_i x_{+m}
+
+(m = 0 gets a plain linear map with bias). Inputs may first be scaled by a radial network of the
+invariant edge features, one weight per (m, l, channel) shared by +m and -m.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .layers import RadialMLP
+from .so3 import CoefficientLayout
+
+
+class SO2Convolution(nn.Module):
+    """SO(2) convolution of edge features in the reduced m-primary layout.
+
+    Args:
+        in_channels, out_channels: channels C_in and C_out.
+        layout: the coefficient layout (lmax, mmax).
+        radial_sizes: sizes of the radial network's input and hidden layers (its output size is
+            implied), or None for no radial scaling.
+        extra_scalars: extra invariant outputs of the m = 0 map, returned separately.
+
+    ``forward(x, edge_features)``: ``x`` ``(E, N_red, C_in)``, ``edge_features`` ``(E, radial_sizes[0])``;
+    returns ``(E, N_red, C_out)`` and the extra scalars ``(E, extra_scalars)`` (or None).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        layout: CoefficientLayout,
+        radial_sizes: list[int] | None = None,
+        extra_scalars: int = 0,
+    ) -> None:
+        super().__init__()
+        self.layout, self.out_channels, self.extra_scalars = layout, out_channels, extra_scalars
+        sizes = layout.m_sizes
+        self.fc_m0 = nn.Linear(sizes[0] * in_channels, sizes[0] * out_channels + extra_scalars)
+        self.fc_m = nn.ModuleList(nn.Linear(k * in_channels, 2 * k * out_channels, bias=False) for k in sizes[1:])
+        with torch.no_grad():
+            for fc in self.fc_m:
+                fc.weight.mul_(1 / math.sqrt(2))
+        self.radial_widths = [k * in_channels for k in sizes]
+        self.radial = RadialMLP([*radial_sizes, sum(self.radial_widths)]) if radial_sizes else None
+
+    def forward(self, x: Tensor, edge_features: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        n_edges = x.shape[0]
+        sizes = self.layout.m_sizes
+        weights = self.radial(edge_features).split(self.radial_widths, dim=1) if self.radial is not None else None
+
+        x0 = x[:, : sizes[0]].reshape(n_edges, sizes[0] * x.shape[2])  # [E, (L+1) C_in], degree-major
+        if weights is not None:
+            x0 = x0 * weights[0]
+        y0 = self.fc_m0(x0)
+        extra = y0[:, : self.extra_scalars] if self.extra_scalars else None
+        out = [y0[:, self.extra_scalars :].reshape(n_edges, sizes[0], self.out_channels)]
+
+        offset = sizes[0]
+        for m, fc in enumerate(self.fc_m, start=1):
+            k = sizes[m]
+            xm = x[:, offset : offset + 2 * k].reshape(n_edges, 2, k * x.shape[2])  # rows: +m, -m
+            if weights is not None:
+                xm = xm * weights[m][:, None, :]
+            y = fc(xm)
+            real, imag = y.chunk(2, dim=-1)
+            plus, minus = real[:, 0] - imag[:, 1], real[:, 1] + imag[:, 0]
+            out.append(torch.stack([plus, minus], dim=1).reshape(n_edges, 2 * k, self.out_channels))
+            offset += 2 * k
+        return torch.cat(out, dim=1), extra
