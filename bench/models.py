@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
-import subprocess
 import sys
-import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from isolated import run_isolated, time_and_memory  # noqa: E402
 
 MODELS = {
     "egnn": ("egnn", {}),
@@ -64,21 +64,11 @@ def measure(model_name: str, workload_name: str, device: str, dtype: str, repeat
     model = build(architecture, config).to(device=device, dtype=getattr(torch, dtype))
     systems = SystemBatch.from_atoms(workload(workload_name), dtype=getattr(torch, dtype), device=device)
 
-    def run() -> float:
-        start = time.perf_counter()
+    def run() -> None:
         out = predict(model, systems, forces=True, stress=False)
-        out.forces.sum().item()  # synchronises CUDA
-        return time.perf_counter() - start
+        out.forces.sum().item()
 
-    run()
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    times = [run() for _ in range(repeats)]
-    if device.startswith("cuda"):
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": statistics.median(times), "peak_mb": peak_mb, "atoms": int(systems.positions.shape[0])}
+    return {**time_and_memory(run, repeats, device), "atoms": int(systems.positions.shape[0])}
 
 
 def main() -> None:
@@ -95,10 +85,10 @@ def main() -> None:
     results = {}
     for model_name in MODELS:
         for workload_name in WORKLOADS:
-            cmd = [sys.executable, __file__, "--one", model_name, workload_name, "--device", args.device,
-                   "--dtype", args.dtype, "--repeats", str(args.repeats)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            results[model_name, workload_name] = json.loads(out.stdout.strip().splitlines()[-1])
+            results[model_name, workload_name] = run_isolated(
+                __file__, [model_name, workload_name, "--device", args.device, "--dtype", args.dtype,
+                           "--repeats", str(args.repeats)]
+            )
     memory = "peak GPU MB" if args.device.startswith("cuda") else "peak RSS MB"
     print(f"energy+forces, device {args.device}, {args.dtype}, cutoff {CUTOFF} Å, hidden 64, 4 layers; "
           f"median of {args.repeats}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,8 @@ class EquiCalculator(Calculator):
     per-atom ``energies`` [eV], ``forces`` = -dE/dr [eV/Å] and, for periodic systems with a 3-D
     cell, ``stress`` = (1/V) dE/de in Voigt order (xx, yy, zz, yz, xz, xy) [eV/Å³], ASE's sign.
     Results are cached the ASE way: MD integrators, optimizers and loggers cost one model call per
-    step.
+    step. ``parameters["forces"]`` says where forces come from: ``"conservative"`` (-dE/dr) or
+    ``"direct"`` (a force head, as in reference-compatible EquiformerV2; a warning says so).
 
     Args:
         model: a :class:`potentials.Potential`, a checkpoint path, or a registered model name
@@ -56,8 +58,15 @@ class EquiCalculator(Calculator):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.model.to(device=self.device, dtype=self.dtype).eval()
+        forces = "direct" if self.model.direct_forces else "conservative"
+        if forces == "direct":
+            warnings.warn(
+                f"model {label!r} predicts forces with a direct head: they are not -dE/dr, so NVE MD will "
+                "not conserve energy", stacklevel=2,
+            )
         super().__init__(
-            model=label, device=str(self.device), dtype=str(self.dtype).removeprefix("torch."), **kwargs,
+            model=label, device=str(self.device), dtype=str(self.dtype).removeprefix("torch."), forces=forces,
+            **kwargs,
         )
 
     def calculate(

@@ -56,19 +56,38 @@ def save_checkpoint(
     return path
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a checkpoint's payload without building the model."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+def _safe_load(path: Path) -> Any:
+    """``torch.load`` in weights-only mode, allowing only numpy's scalar and dtype records besides."""
+    import numpy as np
+
+    allowed = [np.dtype, *(type(np.dtype(t)) for t in ("float32", "float64", "int64", "bool"))]
+    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            allowed.append(__import__(module, fromlist=["scalar"]).scalar)
+        except (ImportError, AttributeError):
+            pass
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(f"{path} holds objects a safe checkpoint may not contain ({err})") from None
     except Exception as err:  # torch.load raises many kinds of error on a damaged or foreign file
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or not a torch file): {err}") from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate an equicalc checkpoint's payload without building the model."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return _validated(_safe_load(path), path)
+
+
+def _validated(payload: Any, path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an equicalc checkpoint (no '{FORMAT}' format tag)")
+        raise CheckpointError(
+            f"{path} is not an equicalc checkpoint (no '{FORMAT}' format tag) nor a fairchem 1.x EquiformerV2 one"
+        )
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
@@ -81,8 +100,19 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | os.PathLike) -> Potential:
-    """Rebuild the model stored at ``path`` (on CPU, in eval mode); ``model.metadata`` holds its metadata."""
-    payload = read_checkpoint(path)
+    """Rebuild the model stored at ``path`` (on CPU, in eval mode); ``model.metadata`` holds its metadata.
+
+    Reads equicalc checkpoints and fairchem 1.x EquiformerV2 checkpoints (as compatible-mode models).
+    """
+    from .equiformer_v2.fairchem_import import is_fairchem_checkpoint, load_fairchem
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    payload = _safe_load(path)
+    if is_fairchem_checkpoint(payload):
+        return load_fairchem(payload, str(path))
+    payload = _validated(payload, path)
     try:
         model = build(payload["architecture"], payload["config"])
     except ConfigError as err:

@@ -55,7 +55,7 @@ def test_all_properties_from_one_call() -> None:
 def test_todict_is_json_friendly() -> None:
     calc = EquiCalculator("lj-argon", device="cpu", dtype="float32")
     assert json.loads(json.dumps(calc.todict())) == {
-        "model": "lj-argon", "device": "cpu", "dtype": "float32"
+        "model": "lj-argon", "device": "cpu", "dtype": "float32", "forces": "conservative"
     }
 
 

@@ -37,8 +37,9 @@ class EquiformerV2Config(PotentialConfig):
         num_distance_basis: Gaussians on [0, cutoff] describing edge lengths.
         avg_num_nodes: divides the summed energy in compatible mode.
         avg_degree: divides the edge-degree embedding.
-        energy_mean, energy_std: output normalisation in compatible mode, E = std * E_model + mean [eV];
-            forces are scaled by std.
+        energy_mean, energy_std, force_std: output normalisation in compatible mode,
+            E = energy_std * E_model + energy_mean [eV], F = force_std * F_model [eV/Å]
+            (force_std None: energy_std).
         envelope_exponent: p of the polynomial envelope (conservative mode).
     """
 
@@ -62,6 +63,7 @@ class EquiformerV2Config(PotentialConfig):
     avg_degree: float = 23.395238876342773
     energy_mean: float = 0.0
     energy_std: float = 1.0
+    force_std: float | None = None
     envelope_exponent: int = 6
 
     def __post_init__(self) -> None:
@@ -116,7 +118,8 @@ class EquiformerV2(Potential):
         x, node_energy = self._features_and_energy(graph)
         n_per_system = torch.bincount(graph.batch, minlength=graph.n_systems).to(node_energy.dtype)
         energies = cfg.energy_std * node_energy / cfg.avg_num_nodes + cfg.energy_mean / n_per_system[graph.batch]
-        forces = cfg.energy_std * self.force_head(x, self.species(graph.numbers), self._edges(graph))[:, 1:4, 0]
+        force_std = cfg.energy_std if cfg.force_std is None else cfg.force_std
+        forces = force_std * self.force_head(x, self.species(graph.numbers), self._edges(graph))[:, 1:4, 0]
         return {"energies": energies, "forces": forces}
 
     def _edges(self, graph: AtomGraph) -> EdgeContext:

@@ -1,0 +1,113 @@
+"""EquiformerV2 timing: ours against the reference (fairchem-core 1.10.0) in the same run.
+
+The 31M configuration (L = 4, M = 2, 8 layers, 12 Å, 20 neighbours) on an OC20-sized system (an
+80-atom Cu(111) slab with CO, periodic) and on a batch of 8 such systems. Rows: the reference
+(energy + direct forces), ours in compatible mode with the reference's weights (the same outputs),
+and ours in conservative mode (energy + autograd forces). Each case runs in a fresh process so its
+peak memory is its own. The reference is optional; see tools/eqv2_reference.py for how to make it
+importable (PYTHONPATH).
+
+    python bench/equiformer_v2.py [--device cuda] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from isolated import run_isolated, time_and_memory  # noqa: E402
+
+CASES = ("reference", "ours-compatible", "ours-conservative")
+
+
+def systems(n: int):
+    from ase.build import add_adsorbate, fcc111, molecule
+
+    out = []
+    for k in range(n):
+        slab = fcc111("Cu", (4, 4, 5), vacuum=8.0)
+        add_adsorbate(slab, molecule("CO"), 2.0, "ontop")
+        slab.rattle(0.05, seed=k)
+        slab.pbc = True
+        out.append(slab)
+    return out
+
+
+def measure(case: str, batch: int, device: str, repeats: int) -> dict:
+    import torch
+
+    from tools.eqv2_reference import CONFIGS, fairchem_checkpoint, reference_batch, reference_model
+
+    atoms = systems(batch)
+    if case == "ours-conservative":
+        from equicalc import SystemBatch, predict
+        from potentials import EquiformerV2, EquiformerV2Config
+
+        cfg = CONFIGS["31M"]
+        model = EquiformerV2(EquiformerV2Config(
+            cutoff=12.0, num_layers=cfg["num_layers"], lmax=cfg["lmax_list"][0], mmax=cfg["mmax_list"][0],
+            sphere_channels=cfg["sphere_channels"], attn_hidden_channels=cfg["attn_hidden_channels"],
+            num_heads=cfg["num_heads"], attn_alpha_channels=cfg["attn_alpha_channels"],
+            attn_value_channels=cfg["attn_value_channels"], ffn_hidden_channels=cfg["ffn_hidden_channels"],
+            edge_channels=cfg["edge_channels"])).to(device)
+    else:
+        reference = reference_model(CONFIGS["31M"], seed=0).to(device)
+        if case == "ours-compatible":
+            from equicalc import SystemBatch, predict
+            from potentials.equiformer_v2.fairchem_import import load_fairchem
+
+            model = load_fairchem(fairchem_checkpoint(reference, CONFIGS["31M"]), "reference weights").to(device)
+            del reference
+    if case == "reference":
+        data = reference_batch(atoms).to(device)
+
+        def run() -> None:
+            out = reference(data)
+            out["forces"].sum().item()
+    else:
+        batch_systems = SystemBatch.from_atoms(atoms, dtype=torch.float32, device=device)
+
+        def run() -> None:
+            predict(model, batch_systems, forces=True, stress=False).forces.sum().item()
+
+    return time_and_memory(run, repeats, device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--one", nargs=2, metavar=("CASE", "BATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one[0], int(args.one[1]), args.device, args.repeats)))
+        return
+    try:
+        import fairchem.core  # noqa: F401
+
+        cases = CASES
+    except ImportError:
+        print("fairchem-core is not importable: only our conservative mode is timed (see tools/eqv2_reference.py)")
+        cases = CASES[2:]
+    memory = "peak GPU MB" if args.device.startswith("cuda") else "peak RSS MB"
+    print(f"EquiformerV2 31M, device {args.device}, float32, median of {args.repeats}")
+    print(f"{'case':20s} {'1 x 82 atoms s':>15} {memory:>12} {'8 x 82 atoms s':>15} {memory:>12}")
+    results = {}
+    for case in cases:
+        results[case] = [run_isolated(__file__, [case, str(b), "--device", args.device, "--repeats", str(args.repeats)])
+                         for b in (1, 8)]
+        row = " ".join(f"{r['seconds']:>15.3f} {r['peak_mb']:>12.0f}" for r in results[case])
+        print(f"{case:20s} {row}")
+    if "reference" in results:
+        for case in cases[1:]:
+            ratios = [results["reference"][k]["seconds"] / results[case][k]["seconds"] for k in range(2)]
+            print(f"speed-up of {case} over the reference: {ratios[0]:.2f}x (1 system), {ratios[1]:.2f}x (8 systems)")
+
+
+if __name__ == "__main__":
+    main()
