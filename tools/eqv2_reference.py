@@ -18,6 +18,7 @@ inputs, frames and outputs to ``tests/fixtures/`` for ``tests/test_equiformer_v2
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,9 @@ COMMON = dict(use_pbc=True, regress_forces=True, otf_graph=True, max_neighbors=2
               weight_init="uniform")
 NORMALIZERS = {"target": {"mean": torch.tensor(-0.7554450631141663), "std": torch.tensor(2.887317180633545)},
                "grad_target": {"mean": torch.tensor(0.0), "std": torch.tensor(2.887317180633545)}}
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+sys.path.insert(0, str(ROOT))
 
 
 def structures() -> list[Atoms]:

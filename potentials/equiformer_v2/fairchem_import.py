@@ -148,6 +148,7 @@ def load_fairchem(payload: dict, source: str) -> EquiformerV2:
     config = config_from_fairchem(payload)
     model = EquiformerV2(config)
     state = state_dict_from_fairchem(payload["state_dict"], config.elements)
+    state["atomic_energies"] = model.atomic_energies  # the reference has none: its outputs are already referenced
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
