@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from isolated import run_isolated, time_and_memory  # noqa: E402
+from isolated import cell, run_isolated, time_and_memory  # noqa: E402
 
 CASES = ("reference", "ours-compatible", "ours-conservative")
 
@@ -101,12 +101,16 @@ def main() -> None:
     for case in cases:
         results[case] = [run_isolated(__file__, [case, str(b), "--device", args.device, "--repeats", str(args.repeats)])
                          for b in (1, 8)]
-        row = " ".join(f"{r['seconds']:>15.3f} {r['peak_mb']:>12.0f}" for r in results[case])
-        print(f"{case:20s} {row}")
+        print(f"{case:20s} {' '.join(cell(r) for r in results[case])}", flush=True)
+        for r in results[case]:
+            if "error" in r:
+                print(f"  {r['error']}: {r['stderr'].strip().splitlines()[-1] if r['stderr'].strip() else ''}")
     if "reference" in results:
         for case in cases[1:]:
-            ratios = [results["reference"][k]["seconds"] / results[case][k]["seconds"] for k in range(2)]
-            print(f"speed-up of {case} over the reference: {ratios[0]:.2f}x (1 system), {ratios[1]:.2f}x (8 systems)")
+            for k, label in enumerate(("1 system", "8 systems")):
+                ref, ours = results["reference"][k], results[case][k]
+                if "error" not in ref and "error" not in ours:
+                    print(f"speed-up of {case} over the reference, {label}: {ref['seconds'] / ours['seconds']:.2f}x")
 
 
 if __name__ == "__main__":

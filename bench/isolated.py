@@ -12,11 +12,20 @@ from collections.abc import Callable
 
 
 def run_isolated(script: str, args: list[str]) -> dict:
-    """Run ``script --one ARGS`` in a new interpreter and return the JSON it prints last."""
+    """Run ``script --one ARGS`` in a new interpreter and return the JSON it prints last; a case that
+    fails (killed for memory, say) gives ``{"error": ...}`` instead."""
     out = subprocess.run([sys.executable, script, "--one", *args], capture_output=True, text=True)
     if out.returncode != 0:
-        raise RuntimeError(f"{script} --one {' '.join(args)} failed:\n{out.stderr[-2000:]}")
+        killed = " (killed: out of memory?)" if out.returncode in (-9, 137) else ""
+        return {"error": f"exit code {out.returncode}{killed}", "stderr": out.stderr[-2000:]}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cell(result: dict, width: int = 15) -> str:
+    """``seconds peak_mb`` columns of one result, or its failure."""
+    if "error" in result:
+        return f"{'failed':>{width}} {result['error'][:12]:>12}"
+    return f"{result['seconds']:>{width}.3f} {result['peak_mb']:>12.0f}"
 
 
 def time_and_memory(fn: Callable[[], None], repeats: int, device: str) -> dict:

@@ -68,7 +68,8 @@ def predict(
         edge_index=edge_index,
         shifts=shifts.to(systems.positions.dtype),
     )
-    with torch.set_grad_enabled(torch.is_grad_enabled() or autograd_forces or stress):
+    # gradients only where derivatives are asked for, or for a model being trained
+    with torch.set_grad_enabled(autograd_forces or stress or create_graph or model.training):
         out = model(graph)
     energies = out["energies"]
     energy = graph.system_sum(energies)

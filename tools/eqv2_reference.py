@@ -121,11 +121,52 @@ def run_ours(checkpoint_path: Path, atoms_list: list[Atoms], reference: dict) ->
     return out.energy.detach(), out.forces.detach()
 
 
+def rotated(atoms_list: list[Atoms], seed: int) -> list[Atoms]:
+    from scipy.spatial.transform import Rotation
+
+    rotation = Rotation.random(random_state=seed).as_matrix()
+    out = []
+    for atoms in atoms_list:
+        moved = atoms.copy()
+        moved.positions = atoms.positions @ rotation.T
+        moved.cell = atoms.cell.array @ rotation.T
+        out.append(moved)
+    return out
+
+
+def invariance_report(model, config: dict, checkpoint_path: Path, atoms_list: list[Atoms]) -> None:
+    """Largest relative change of the energy under random rotations, in float32: the reference (new
+    random frames each call), ours in compatible mode, and ours in conservative mode with the same
+    weights (deterministic frames, envelope, no cap)."""
+    import dataclasses
+
+    from equicalc import SystemBatch, predict
+    from potentials import EquiformerV2, load_checkpoint
+
+    compatible = load_checkpoint(checkpoint_path)
+    conservative = EquiformerV2(dataclasses.replace(compatible.config, mode="conservative", max_neighbors=None))
+    conservative.load_state_dict(compatible.state_dict(), strict=False)  # everything but the force head
+
+    def ours(m, structures):
+        systems = SystemBatch.from_atoms(structures, dtype=torch.float32, device="cpu")
+        return predict(m, systems, forces=False, stress=False).energy.detach()
+
+    def reference(structures):
+        return run_reference(model, structures)["energy"]
+
+    for name, energy in (("reference", reference), ("ours, compatible", lambda s: ours(compatible, s)),
+                         ("ours, conservative", lambda s: ours(conservative, s))):
+        base = energy(atoms_list)
+        worst = max(((energy(rotated(atoms_list, k)) - base).abs() / base.abs()).max().item() for k in range(3))
+        print(f"rotation invariance, {name:20s}: max |dE| / |E| = {worst:.2e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=list(CONFIGS), default="small")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-fixtures", action="store_true")
+    parser.add_argument("--invariance", action="store_true", help="also report rotation-invariance errors")
     args = parser.parse_args()
     config = CONFIGS[args.config]
     atoms_list = structures()
@@ -142,6 +183,8 @@ def main() -> None:
     print(f"config {args.config}: {len(atoms_list)} structures, {len(reference['vectors'])} edges")
     print(f"energy: ours {energy.tolist()} reference {ref_energy.tolist()}; max relative deviation {e_rel:.2e}")
     print(f"forces: max |dF| / max |F| = {f_rel:.2e} (max |F| {ref_forces.abs().max().item():.3e} eV/Å)")
+    if args.invariance:
+        invariance_report(model, config, path, atoms_list)
     if args.write_fixtures:
         golden = {
             "numbers": [torch.tensor(a.numbers) for a in atoms_list],

@@ -86,15 +86,16 @@ class S2Grid(nn.Module):
             degree = layout.degree.double()
             scale = torch.where(degree > layout.mmax, torch.sqrt((2 * degree + 1) / (2 * layout.mmax + 1)), 1.0)
             to_mat, from_mat = to_mat[..., layout.reduced] * scale, from_mat[..., layout.reduced] * scale
-        self.constants = Float64Constants(to_mat=to_mat, from_mat=from_mat)
+        # flattened grids: to (P, n_coeff) and from (n_coeff, P), P = res * res points
+        self.constants = Float64Constants(to_mat=to_mat.flatten(0, 1), from_mat=from_mat.flatten(0, 1).T.contiguous())
 
     def to_grid(self, x: Tensor) -> Tensor:
-        """``(N, n_coeff, C)`` -> ``(N, res, res, C)``."""
-        return torch.einsum("bai,nic->nbac", self.constants.get("to_mat", x), x)
+        """``(N, n_coeff, C)`` -> values at the grid points ``(N, P, C)``."""
+        return torch.matmul(self.constants.get("to_mat", x), x)
 
     def from_grid(self, grid: Tensor) -> Tensor:
-        """``(N, res, res, C)`` -> ``(N, n_coeff, C)``."""
-        return torch.einsum("bai,nbac->nic", self.constants.get("from_mat", grid), grid)
+        """``(N, P, C)`` -> ``(N, n_coeff, C)``."""
+        return torch.matmul(self.constants.get("from_mat", grid), grid)
 
     def separable_activation(self, scalars: Tensor, x: Tensor) -> Tensor:
         """SiLU on the sphere for l > 0, with the l = 0 channel replaced by SiLU(``scalars``) ``(N, C)``."""
