@@ -21,7 +21,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from ase import Atoms
 from ase.build import add_adsorbate, fcc100, fcc111, molecule
