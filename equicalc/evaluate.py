@@ -46,10 +46,10 @@ def predict(
 ) -> Prediction:
     """Evaluate ``model`` on ``systems``.
 
-    The graph has the model's cutoff and neighbour cap. Forces are -dE/dr by autograd (or the model's direct head, for ``direct_forces`` models);
-    stress is (1/V) dE/de for a symmetric strain e applied to positions and cell together
-    (r -> r (1 + e), cell -> cell (1 + e)). Both come from the same backward pass.
-    ``create_graph`` keeps the graph of the derivatives, for training on forces.
+    The graph has the model's cutoff and neighbour cap. Forces are -dE/dr by autograd (or the
+    model's direct head, for ``direct_forces`` models); stress is (1/V) dE/de for a symmetric strain
+    e applied to positions and cell together (r -> r (1 + e), cell -> cell (1 + e)). Both come from
+    the same backward pass. ``create_graph`` keeps the graph of the derivatives, for training on forces.
     """
     edge_index, shifts = radius_graph(
         systems.positions, systems.cell, systems.pbc, systems.batch, model.cutoff,

@@ -15,8 +15,8 @@ cell at all; slabs may have a zero or arbitrary third vector.
 from __future__ import annotations
 
 import itertools
-from concurrent.futures import ThreadPoolExecutor
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor

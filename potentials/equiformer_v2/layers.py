@@ -8,7 +8,7 @@ import torch
 from e3nn import o3
 from torch import Tensor, nn
 
-from .so3 import CoefficientLayout, Float64Constants
+from .so3 import CoefficientLayout, Float64Constants, coefficient_degrees
 
 
 class SO3Linear(nn.Module):
@@ -23,8 +23,7 @@ class SO3Linear(nn.Module):
         bound = 1 / math.sqrt(in_features)
         self.weight = nn.Parameter(torch.empty(lmax + 1, out_features, in_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.zeros(out_features))
-        degree = torch.cat([torch.full((2 * l + 1,), l) for l in range(lmax + 1)])
-        self.register_buffer("degree", degree, persistent=False)
+        self.register_buffer("degree", coefficient_degrees(lmax), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         out = torch.einsum("nic,ioc->nio", x, self.weight[self.degree])
@@ -83,8 +82,7 @@ class S2Grid(nn.Module):
         to_mat = torch.einsum("mbi,am->bai", to_grid.shb, to_grid.sha)  # [res_beta, res_alpha, (L+1)^2]
         from_mat = torch.einsum("am,mbi->bai", from_grid.sha, from_grid.shb)
         if layout is not None:
-            degree = layout.degree.double()
-            scale = torch.where(degree > layout.mmax, torch.sqrt((2 * degree + 1) / (2 * layout.mmax + 1)), 1.0)
+            scale = layout.truncation_rescale()
             to_mat, from_mat = to_mat[..., layout.reduced] * scale, from_mat[..., layout.reduced] * scale
         # flattened grids: to (P, n_coeff) and from (n_coeff, P), P = res * res points
         self.constants = Float64Constants(to_mat=to_mat.flatten(0, 1), from_mat=from_mat.flatten(0, 1).T.contiguous())

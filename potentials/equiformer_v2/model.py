@@ -114,12 +114,12 @@ class EquiformerV2(Potential):
     def forward(self, graph: AtomGraph) -> dict[str, Tensor]:
         cfg = self.config
         if cfg.mode == "conservative":
-            return {"energies": self.relative_to_isolated(graph, lambda g: self._features_and_energy(g)[1])}
-        x, node_energy = self._features_and_energy(graph)
+            return {"energies": self.relative_to_isolated(graph, lambda g: self._features_and_energy(g)[2])}
+        edges, x, node_energy = self._features_and_energy(graph)
         n_per_system = torch.bincount(graph.batch, minlength=graph.n_systems).to(node_energy.dtype)
         energies = cfg.energy_std * node_energy / cfg.avg_num_nodes + cfg.energy_mean / n_per_system[graph.batch]
         force_std = cfg.energy_std if cfg.force_std is None else cfg.force_std
-        forces = force_std * self.force_head(x, self.species(graph.numbers), self._edges(graph))[:, 1:4, 0]
+        forces = force_std * self.force_head(x, self.species(graph.numbers), edges)[:, 1:4, 0]
         return {"energies": energies, "forces": forces}
 
     def _edges(self, graph: AtomGraph) -> EdgeContext:
@@ -134,8 +134,9 @@ class EquiformerV2(Potential):
         rotation = EdgeRotation(self.wigner(frames), self.layout)
         return EdgeContext(graph.edge_index, self.distance(graph.edge_lengths), rotation, weights, graph.n_atoms)
 
-    def _features_and_energy(self, graph: AtomGraph) -> tuple[Tensor, Tensor]:
-        """Final node features ``(N, (L+1)^2, C)`` and per-node energy outputs ``(N,)``."""
+    def _features_and_energy(self, graph: AtomGraph) -> tuple[EdgeContext, Tensor, Tensor]:
+        """The edge context (frames, Wigner matrices: built once, reused by the force head), final node
+        features ``(N, (L+1)^2, C)`` and per-node energy outputs ``(N,)``."""
         species = self.species(graph.numbers)
         edges = self._edges(graph)
         x = graph.positions.new_zeros((graph.n_atoms, self.layout.n_full, self.config.sphere_channels))
@@ -144,4 +145,4 @@ class EquiformerV2(Potential):
         for block in self.blocks:
             x = block(x, species, edges)
         x = self.norm(x)
-        return x, self.energy_head(x)[:, 0, 0]
+        return edges, x, self.energy_head(x)[:, 0, 0]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .so3 import coefficient_degrees
+
 NORMS = ("layer_norm_sh", "rms_norm_sh", "layer_norm")
 EPS = 1e-5
 
@@ -31,8 +33,7 @@ class EquivariantNorm(nn.Module):
         if kind not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
         self.kind, self.lmax = kind, lmax
-        degree = torch.cat([torch.full((2 * l + 1,), l) for l in range(lmax + 1)])
-        self.register_buffer("degree", degree, persistent=False)
+        self.register_buffer("degree", coefficient_degrees(lmax), persistent=False)
         if kind == "layer_norm_sh":
             self.norm_l0 = nn.LayerNorm(channels, eps=EPS)
             self.affine_weight = nn.Parameter(torch.ones(lmax, channels))

@@ -14,6 +14,11 @@ from e3nn import o3
 from torch import Tensor, nn
 
 
+def coefficient_degrees(lmax: int) -> Tensor:
+    """Degree l of each coefficient ``((L+1)^2,)`` in the full l-primary layout."""
+    return torch.cat([torch.full((2 * l + 1,), l) for l in range(lmax + 1)])
+
+
 class CoefficientLayout:
     """Index maps between the full l-primary layout and the reduced, m-primary edge-frame layout.
 
@@ -38,6 +43,12 @@ class CoefficientLayout:
         self.reduced = torch.tensor([l * l + l + m for l, m in order])
         self.degree = torch.tensor([l for l, _ in order])
         self.m_sizes = [lmax + 1] + [lmax - m + 1 for m in range(1, mmax + 1)]
+
+    def truncation_rescale(self) -> Tensor:
+        """``(N_red,)`` float64 factors sqrt((2l + 1) / (2 mmax + 1)) for degrees l > mmax, else 1:
+        the reference's compensation for the orders |m| > mmax dropped in edge frames."""
+        degree = self.degree.double()
+        return torch.where(degree > self.mmax, torch.sqrt((2 * degree + 1) / (2 * self.mmax + 1)), 1.0)
 
     @property
     def n_full(self) -> int:
@@ -133,8 +144,7 @@ class EdgeRotation:
     def __init__(self, wigner: Tensor, layout: CoefficientLayout) -> None:
         index = layout.reduced.to(wigner.device)
         self.forward_matrix = wigner[:, index, :]  # [E, N_red, (L+1)^2]
-        degree = layout.degree.to(device=wigner.device, dtype=wigner.dtype)
-        rescale = torch.where(degree > layout.mmax, torch.sqrt((2 * degree + 1) / (2 * layout.mmax + 1)), 1.0)
+        rescale = layout.truncation_rescale().to(device=wigner.device, dtype=wigner.dtype)
         self.inverse_matrix = self.forward_matrix.transpose(1, 2) * rescale  # [E, (L+1)^2, N_red]
 
     def to_edge(self, x: Tensor) -> Tensor:
