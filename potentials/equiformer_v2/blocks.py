@@ -105,7 +105,12 @@ class GraphAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Degree-wise linear, then a pointwise MLP on the S2 grid (with l = 0 gated separately), then linear."""
+    """Degree-wise linear, then a pointwise MLP on the S2 grid (with l = 0 gated separately), then linear.
+
+    The grid MLP is Linear -> SiLU -> Linear -> SiLU -> Linear on the channels of every grid point.
+    Its first and last layers commute with the (linear, coefficient-wise) grid projections, so they act
+    on the (L+1)^2 coefficients instead of the P grid points: the same map at a fraction of the cost.
+    """
 
     def __init__(self, lmax: int, channels: int, hidden: int, out_channels: int, grid_resolution: int) -> None:
         super().__init__()
@@ -120,8 +125,14 @@ class FeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         gate = self.scalar_mlp(x[:, 0])
-        h = self.grid.from_grid(self.grid_mlp(self.grid.to_grid(self.linear_1(x))))
+        first, act, middle, _, last = self.grid_mlp
+        grid = self.grid.to_grid(first(self.linear_1(x)))
+        h = last(self.grid.from_grid(act(middle(act(grid)))))
         return self.linear_2(torch.cat([gate[:, None], h[:, 1:]], dim=1))
+
+    def scalar(self, x: Tensor) -> Tensor:
+        """The l = 0 output ``(N, out_channels)`` alone: it depends on the gate only, so no grid is built."""
+        return self.linear_2.scalar(self.scalar_mlp(x[:, 0]))
 
 
 class TransformerBlock(nn.Module):

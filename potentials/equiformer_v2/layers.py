@@ -29,6 +29,10 @@ class SO3Linear(nn.Module):
         out = torch.einsum("nic,ioc->nio", x, self.weight[self.degree])
         return torch.cat([out[:, :1] + self.bias, out[:, 1:]], dim=1)
 
+    def scalar(self, x: Tensor) -> Tensor:
+        """The l = 0 part of the map, for invariant inputs ``(N, C_in)`` -> ``(N, C_out)``."""
+        return torch.nn.functional.linear(x, self.weight[0], self.bias)
+
 
 class RadialMLP(nn.Module):
     """Linear -> LayerNorm -> SiLU -> ... -> Linear on invariant edge features ``(E, sizes[0])``."""
@@ -95,7 +99,62 @@ class S2Grid(nn.Module):
         """``(N, P, C)`` -> ``(N, n_coeff, C)``."""
         return torch.matmul(self.constants.get("from_mat", grid), grid)
 
+    def silu(self, x: Tensor) -> Tensor:
+        """``from_grid(SiLU(to_grid(x)))`` for ``(N, n_coeff, C)``, without keeping the grid values.
+
+        The grid has P / n_coeff times more numbers than ``x`` (17x for L = 4, M = 2): it is
+        evaluated a few rows at a time, so it stays in cache, and recomputed in the backward pass.
+        """
+        return _GridSiLU.apply(x, self.constants.get("to_mat", x), self.constants.get("from_mat", x))
+
     def separable_activation(self, scalars: Tensor, x: Tensor) -> Tensor:
         """SiLU on the sphere for l > 0, with the l = 0 channel replaced by SiLU(``scalars``) ``(N, C)``."""
-        out = self.from_grid(torch.nn.functional.silu(self.to_grid(x)))
+        out = self.silu(x)
         return torch.cat([torch.nn.functional.silu(scalars)[:, None], out[:, 1:]], dim=1)
+
+
+#: grid values evaluated at once by :class:`_GridSiLU` (about 1 MB in float32 on a CPU; on a GPU,
+#: where each launch costs more than the memory, large blocks)
+_GRID_BLOCK = {"cpu": 2**18, "cuda": 2**25}
+
+
+class _GridSiLU(torch.autograd.Function):
+    """y = B SiLU(A x) row by row for x ``(N, n, C)``, A ``(P, n)``, B ``(n, P)``, in row blocks.
+
+    Backward: dL/dx = A^T [SiLU'(A x) * (B^T dL/dy)] with the grid A x recomputed block by block.
+    Under ``create_graph`` (training on forces) the backward is written in differentiable operations
+    on whole tensors, so second derivatives exist.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, to_mat: Tensor, from_mat: Tensor) -> Tensor:
+        ctx.save_for_backward(x, to_mat, from_mat)
+        out = x.new_empty(x.shape)
+        for rows in _row_blocks(x, to_mat.shape[0]):
+            grid = torch.nn.functional.silu(torch.matmul(to_mat, x[rows]), inplace=True)
+            torch.matmul(from_mat, grid, out=out[rows])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        x, to_mat, from_mat = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            grid = torch.matmul(to_mat, x)
+            return torch.matmul(to_mat.T, _silu_derivative(grid) * torch.matmul(from_mat.T, grad)), None, None
+        out = x.new_empty(x.shape)
+        for rows in _row_blocks(x, to_mat.shape[0]):
+            upstream = torch.matmul(from_mat.T, grad[rows])
+            torch.matmul(to_mat.T, upstream.mul_(_silu_derivative(torch.matmul(to_mat, x[rows]))), out=out[rows])
+        return out, None, None
+
+
+def _silu_derivative(x: Tensor) -> Tensor:
+    """d SiLU / dx = sigma(x) (1 + x (1 - sigma(x)))."""
+    s = torch.sigmoid(x)
+    return s * (1 + x * (1 - s))
+
+
+def _row_blocks(x: Tensor, points: int) -> list[slice]:
+    """Slices of the rows of ``x`` ``(N, n, C)`` whose grids ``(rows, points, C)`` fill one block."""
+    size = max(1, _GRID_BLOCK.get(x.device.type, _GRID_BLOCK["cuda"]) // (points * x.shape[2]))
+    return [slice(start, start + size) for start in range(0, x.shape[0], size)]

@@ -145,4 +145,4 @@ class EquiformerV2(Potential):
         for block in self.blocks:
             x = block(x, species, edges)
         x = self.norm(x)
-        return edges, x, self.energy_head(x)[:, 0, 0]
+        return edges, x, self.energy_head.scalar(x)[:, 0]
