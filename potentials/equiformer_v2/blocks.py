@@ -92,7 +92,8 @@ class GraphAttention(nn.Module):
 
     def forward(self, x: Tensor, species: Tensor, edges: EdgeContext) -> Tensor:
         i, j = edges.edge_index
-        messages = edges.rotation.to_edge(torch.cat([x[j], x[i]], dim=2))  # [E, N_red, 2C]
+        pairs = x.index_select(0, edges.edge_index.T.flip(1).reshape(-1)).unflatten(0, (-1, 2))
+        messages = edges.rotation.to_edge(pairs)  # [E, 2, N_red, C]: x_j, x_i
         messages, extra = self.conv_1(messages, self.edge_features(species, edges))
         alpha_in, gate = extra.split([self.heads * self.alpha_channels, extra.shape[1] - self.heads * self.alpha_channels], 1)
         messages = self.grid.separable_activation(gate, messages)

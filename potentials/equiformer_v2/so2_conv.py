@@ -31,8 +31,10 @@ class SO2Convolution(nn.Module):
             implied), or None for no radial scaling.
         extra_scalars: extra invariant outputs of the m = 0 map, returned separately.
 
-    ``forward(x, edge_features)``: ``x`` ``(E, N_red, C_in)``, ``edge_features`` ``(E, radial_sizes[0])``;
-    returns ``(E, N_red, C_out)`` and the extra scalars ``(E, extra_scalars)`` (or None).
+    ``forward(x, edge_features)``: ``x`` ``(E, N_red, C_in)``, or ``(E, S, N_red, C_in / S)`` for S
+    sources whose channels are joined per coefficient (the neighbour's and the centre's features, say,
+    without concatenating them); ``edge_features`` ``(E, radial_sizes[0])``; returns
+    ``(E, N_red, C_out)`` and the extra scalars ``(E, extra_scalars)`` (or None).
     """
 
     def __init__(
@@ -55,23 +57,28 @@ class SO2Convolution(nn.Module):
         self.radial = RadialMLP([*radial_sizes, sum(self.radial_widths)]) if radial_sizes else None
 
     def forward(self, x: Tensor, edge_features: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        if x.dim() == 3:
+            x = x[:, None]
         n_edges = x.shape[0]
         sizes = self.layout.m_sizes
         weights = self.radial(edge_features).split(self.radial_widths, dim=1) if self.radial is not None else None
 
-        x0 = x[:, : sizes[0]].reshape(n_edges, sizes[0] * x.shape[2])  # [E, (L+1) C_in], degree-major
-        if weights is not None:
-            x0 = x0 * weights[0]
-        y0 = self.fc_m0(x0)
+        def block(start: int, rows: int, groups: int, weight: Tensor | None) -> Tensor:
+            """Rows [start, start + rows) of every source as ``(E, groups, rows / groups * S * C)``,
+            flattened (row, source, channel); the radial weight, when given, scales every group."""
+            part = x[:, :, start : start + rows].transpose(1, 2).unflatten(1, (groups, rows // groups))
+            if weight is not None:
+                part = weight.view(n_edges, 1, *part.shape[2:]) * part  # weight first: contiguous result
+            return part.flatten(2)
+
+        y0 = self.fc_m0(block(0, sizes[0], 1, weights[0] if weights else None)[:, 0])
         extra = y0[:, : self.extra_scalars] if self.extra_scalars else None
         out = [y0[:, self.extra_scalars :].reshape(n_edges, sizes[0], self.out_channels)]
 
         offset = sizes[0]
         for m, fc in enumerate(self.fc_m, start=1):
             k = sizes[m]
-            xm = x[:, offset : offset + 2 * k].reshape(n_edges, 2, k * x.shape[2])  # rows: +m, -m
-            if weights is not None:
-                xm = xm * weights[m][:, None, :]
+            xm = block(offset, 2 * k, 2, weights[m] if weights else None)  # rows: +m, -m
             y = fc(xm)
             real, imag = y.chunk(2, dim=-1)
             plus, minus = real[:, 0] - imag[:, 1], real[:, 1] + imag[:, 0]

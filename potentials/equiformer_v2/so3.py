@@ -148,7 +148,14 @@ class EdgeRotation:
         self.inverse_matrix = self.forward_matrix.transpose(1, 2) * rescale  # [E, (L+1)^2, N_red]
 
     def to_edge(self, x: Tensor) -> Tensor:
-        return self.forward_matrix @ x
+        """``(E, ..., (L+1)^2, C)`` -> ``(E, ..., N_red, C)``."""
+        return _per_edge(self.forward_matrix, x) @ x
 
     def from_edge(self, x: Tensor) -> Tensor:
-        return self.inverse_matrix @ x
+        """``(E, ..., N_red, C)`` -> ``(E, ..., (L+1)^2, C)``."""
+        return _per_edge(self.inverse_matrix, x) @ x
+
+
+def _per_edge(matrix: Tensor, x: Tensor) -> Tensor:
+    """``matrix`` ``(E, a, b)`` viewed to broadcast over the middle dimensions of ``x`` ``(E, ..., b, C)``."""
+    return matrix.view(matrix.shape[0], *(1,) * (x.dim() - 3), *matrix.shape[1:])
