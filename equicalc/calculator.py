@@ -33,8 +33,9 @@ class EquiCalculator(Calculator):
         model: a :class:`potentials.Potential`, a checkpoint path, or a registered model name
             (``potentials.available_models()``).
         device: ``'cpu'``, ``'cuda'``, ``'cuda:N'`` or ``'auto'`` (CUDA when available).
-        dtype: ``'float64'`` (default; relaxations, phonons, tight energy conservation) or
-            ``'float32'`` (faster).
+        dtype: the network's precision: ``'float64'`` (default; relaxations, phonons, tight energy
+            conservation) or ``'float32'`` (faster). Geometry is float64 either way: neighbour
+            search, edge vectors (rounded once to ``dtype``), forces, stress and the energy sum.
 
     Example:
         >>> from ase.build import bulk
@@ -74,7 +75,7 @@ class EquiCalculator(Calculator):
     ) -> None:
         properties = properties or ["energy"]
         super().calculate(atoms, properties, system_changes)
-        systems = SystemBatch.from_atoms(self.atoms, dtype=self.dtype, device=self.device)
+        systems = SystemBatch.from_atoms(self.atoms, dtype=torch.float64, device=self.device)
         systems.check_elements(self.model.elements, self.parameters["model"])
         stress = bool(has_stress(systems.cell, systems.pbc).all())
         if "stress" in properties and not stress:

@@ -50,6 +50,11 @@ def predict(
     model's direct head, for ``direct_forces`` models); stress is (1/V) dE/de for a symmetric strain
     e applied to positions and cell together (r -> r (1 + e), cell -> cell (1 + e)). Both come from
     the same backward pass. ``create_graph`` keeps the graph of the derivatives, for training on forces.
+
+    The network runs in ``model.dtype``; geometry (neighbour search, edge vectors, derivatives with
+    respect to positions and strain, the energy sum) in the dtype of ``systems``, which may be
+    higher: float64 systems with a float32 model give edge vectors rounded once from exact
+    differences and energies summed in float64.
     """
     edge_index, shifts = radius_graph(
         systems.positions, systems.cell, systems.pbc, systems.batch, model.cutoff,
@@ -67,12 +72,13 @@ def predict(
         batch=systems.batch,
         edge_index=edge_index,
         shifts=shifts.to(systems.positions.dtype),
+        dtype=model.dtype,
     )
     # gradients only where derivatives are asked for, or for a model being trained
     with torch.set_grad_enabled(autograd_forces or stress or create_graph or model.training):
         out = model(graph)
     energies = out["energies"]
-    energy = graph.system_sum(energies)
+    energy = graph.system_sum(energies.to(systems.positions.dtype))
     result = Prediction(energy=energy, energies=energies)
     if forces and model.direct_forces:
         result.forces = out["forces"]

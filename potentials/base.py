@@ -93,6 +93,11 @@ class Potential(nn.Module):
         self.register_buffer("atomic_energies", torch.tensor(energies, dtype=torch.get_default_dtype()))
 
     @property
+    def dtype(self) -> torch.dtype:
+        """Floating-point type of the network (set with ``model.to(dtype)``)."""
+        return self.atomic_energies.dtype
+
+    @property
     def cutoff(self) -> float:
         """Graph radius [Å]."""
         return float(self.config.cutoff)
@@ -126,6 +131,7 @@ class Potential(nn.Module):
             batch=torch.arange(n, device=graph.batch.device),
             edge_index=graph.edge_index.new_zeros((2, 0)),
             shifts=graph.shifts.new_zeros((0, 3)),
+            dtype=graph.dtype,
         )
         species = self.species(graph.numbers)
         return node_outputs(graph) - node_outputs(isolated)[species] + self.atomic_energies[species]

@@ -36,6 +36,10 @@ class AtomGraph:
         edge_index: ``(2, n_edges)`` centre ``i`` (row 0) and neighbour ``j`` (row 1) (int64).
         shifts: ``(n_edges, 3)`` integer cell shifts ``S`` of the neighbour, stored in the
             positions' dtype so they multiply the cell directly.
+        dtype: the network's floating-point type, that of the edge vectors and lengths (default:
+            the positions'). Positions and cell may be held in float64 for a float32 network: edge
+            vectors are then computed in float64 and rounded once, so they are accurate to float32
+            relative to their own length, not to the size of the coordinates (tens of Å in a slab).
         edge_vectors: ``(n_edges, 3)`` ``r_j - r_i + S @ cell`` [Å] (derived).
         edge_lengths: ``(n_edges,)`` norms of ``edge_vectors`` [Å] (derived).
     """
@@ -47,14 +51,17 @@ class AtomGraph:
     batch: Tensor
     edge_index: Tensor
     shifts: Tensor
+    dtype: torch.dtype | None = None
     edge_vectors: Tensor = field(init=False)
     edge_lengths: Tensor = field(init=False)
 
     def __post_init__(self) -> None:
         i, j = self.edge_index
         offsets = torch.einsum("ea,eab->eb", self.shifts, self.cell[self.batch[i]])  # [n_edges, 3]
-        self.edge_vectors = self.positions[j] - self.positions[i] + offsets
-        self.edge_lengths = torch.linalg.vector_norm(self.edge_vectors, dim=-1)
+        vectors = self.positions[j] - self.positions[i] + offsets
+        self.dtype = self.dtype or self.positions.dtype
+        self.edge_vectors = vectors.to(self.dtype)
+        self.edge_lengths = torch.linalg.vector_norm(vectors, dim=-1).to(self.dtype)
 
     @property
     def n_atoms(self) -> int:

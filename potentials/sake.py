@@ -168,7 +168,7 @@ class SAKE(InvariantNetwork):
 
     def interact(self, h: Tensor, graph: AtomGraph, envelope: Tensor) -> Tensor:
         vectors = graph.edge_vectors
-        velocity = torch.zeros_like(graph.positions)
+        velocity = graph.edge_vectors.new_zeros((graph.n_atoms, 3))
         for layer in self.layers:
             h, vectors, velocity = layer(h, vectors, velocity, envelope, graph.edge_index)
         return h

@@ -103,3 +103,21 @@ def test_egnn_envelope_is_not_trivially_zero() -> None:
     near = atoms.get_potential_energy()
     atoms.positions[2] = [0, 0, 10.0]
     assert abs(near - atoms.get_potential_energy()) > 1e-4
+
+
+def test_float32_network_keeps_float64_geometry() -> None:
+    """A float32 network far from the origin: the calculator computes edge vectors in float64 and
+    rounds them once, so a translation by 10^5 Å changes nothing beyond float32 rounding. The same
+    network fed float32 coordinates (spaced ~0.008 Å out there) gets visibly wrong forces."""
+    from equicalc import SystemBatch, predict
+
+    model = egnn_model().float()
+    atoms = system((False, False, False))
+    far = atoms.copy()
+    far.positions += [1.0e5, -3.0e5, 2.0e5]
+    atoms.calc, far.calc = (EquiCalculator(model, device="cpu", dtype="float32") for _ in range(2))
+    assert abs(far.get_potential_energy() - atoms.get_potential_energy()) <= 1e-6 * abs(atoms.get_potential_energy())
+    scale = np.abs(atoms.get_forces()).max()
+    np.testing.assert_allclose(far.get_forces(), atoms.get_forces(), atol=1e-5 * scale)
+    rounded = predict(model, SystemBatch.from_atoms(far, dtype=torch.float32, device="cpu"), stress=False).forces
+    assert np.abs(rounded.numpy() - atoms.get_forces()).max() > 1e-3 * scale

@@ -134,30 +134,47 @@ def rotated(atoms_list: list[Atoms], seed: int) -> list[Atoms]:
 
 
 def invariance_report(model, config: dict, checkpoint_path: Path, atoms_list: list[Atoms]) -> None:
-    """Largest relative change of the energy under random rotations, in float32: the reference (new
-    random frames each call), ours in compatible mode, and ours in conservative mode with the same
-    weights (deterministic frames, envelope, no cap)."""
+    """Largest change of the energy under random rotations of float32 networks, for the reference
+    (new random frames each call), ours in compatible mode, and ours in conservative mode with the
+    same weights (deterministic frames, envelope, no cap). Both get the same structures; the
+    reference rounds coordinates to float32, ours keeps geometry in float64 as its calculator does.
+
+    The three report the same quantity: the un-normalised energy, the sum of the energy head's node
+    outputs (the reference divides it by ``avg_num_nodes``; compatible mode also applies the output
+    normaliser, which is switched off here; conservative mode subtracts constant isolated-atom
+    terms). Relative errors |dE| / |E| are printed too, but E sums node outputs of both signs and
+    differs between the modes (the envelope and the uncapped neighbours change it), so only the
+    absolute change compares the three.
+    """
     import dataclasses
 
     from equicalc import SystemBatch, predict
     from potentials import EquiformerV2, load_checkpoint
 
-    compatible = load_checkpoint(checkpoint_path)
-    conservative = EquiformerV2(dataclasses.replace(compatible.config, mode="conservative", max_neighbors=None))
-    conservative.load_state_dict(compatible.state_dict(), strict=False)  # everything but the force head
+    loaded = load_checkpoint(checkpoint_path)
+    avg_num_nodes = loaded.config.avg_num_nodes
+    compatible = EquiformerV2(dataclasses.replace(loaded.config, energy_mean=0.0, energy_std=1.0))
+    compatible.load_state_dict(loaded.state_dict())
+    conservative = EquiformerV2(dataclasses.replace(loaded.config, mode="conservative", max_neighbors=None))
+    conservative.load_state_dict(loaded.state_dict(), strict=False)  # everything but the force head
 
-    def ours(m, structures):
-        systems = SystemBatch.from_atoms(structures, dtype=torch.float32, device="cpu")
-        return predict(m, systems, forces=False, stress=False).energy.detach()
+    def ours(m, scale: float):
+        def energy(structures):
+            # as the calculator runs a float32 model: geometry in float64, the network in float32
+            systems = SystemBatch.from_atoms(structures, dtype=torch.float64, device="cpu")
+            return scale * predict(m, systems, forces=False, stress=False).energy.detach().double()
+        return energy
 
     def reference(structures):
-        return run_reference(model, structures)["energy"]
+        return avg_num_nodes * run_reference(model, structures)["energy"].double()
 
-    for name, energy in (("reference", reference), ("ours, compatible", lambda s: ours(compatible, s)),
-                         ("ours, conservative", lambda s: ours(conservative, s))):
+    for name, energy in (("reference", reference), ("ours, compatible", ours(compatible, avg_num_nodes)),
+                         ("ours, conservative", ours(conservative, 1.0))):
         base = energy(atoms_list)
-        worst = max(((energy(rotated(atoms_list, k)) - base).abs() / base.abs()).max().item() for k in range(3))
-        print(f"rotation invariance, {name:20s}: max |dE| / |E| = {worst:.2e}")
+        change = torch.stack([(energy(rotated(atoms_list, k)) - base).abs() for k in range(3)])
+        print(f"rotation invariance, {name:20s}: max |dE| = {change.max().item():.2e} (node-output units), "
+              f"max |dE| / |E| = {(change / base.abs()).max().item():.2e}, |E| = {base.abs().min().item():.3f}.."
+              f"{base.abs().max().item():.3f}")
 
 
 def main() -> None:

@@ -139,7 +139,7 @@ class EquiformerV2(Potential):
         features ``(N, (L+1)^2, C)`` and per-node energy outputs ``(N,)``."""
         species = self.species(graph.numbers)
         edges = self._edges(graph)
-        x = graph.positions.new_zeros((graph.n_atoms, self.layout.n_full, self.config.sphere_channels))
+        x = graph.edge_vectors.new_zeros((graph.n_atoms, self.layout.n_full, self.config.sphere_channels))
         x = torch.cat([self.sphere_embedding(species)[:, None], x[:, 1:]], dim=1)
         x = x + self.edge_degree(species, edges)
         for block in self.blocks:
