@@ -14,6 +14,7 @@ cell at all; slabs may have a zero or arbitrary third vector.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -80,26 +81,34 @@ def radius_graph(
 
         image_atom, image_shift = _images(frac - wrap, batch, margin, n_images)
         image_pos = wrapped[image_atom] + torch.einsum("ma,mab->mb", image_shift.double(), cell[batch[image_atom]])
-        centre, col = _search(image_pos, batch[image_atom], wrapped, batch, cutoff)
+        chunks = _search(image_pos, batch[image_atom], wrapped, batch, cutoff)
 
-        # drop each atom's pair with its own home image (i == j, S == 0)
+        # drop each atom's pair with its own home image (i == j, S == 0), writing the chunks of
+        # pairs straight into the output
         home = torch.empty_like(batch)
         is_home = (image_shift == 0).all(dim=1)
         home[image_atom[is_home]] = torch.nonzero(is_home).flatten()
-        kept = torch.nonzero(col != home[centre]).flatten()
-        centre, col = centre[kept], col[kept]
+        kept = [torch.nonzero(col != home[centre]).flatten() for centre, col in chunks]
+        edge_index = torch.empty((2, sum(k.numel() for k in kept)), dtype=torch.long, device=device)
+        col = torch.empty_like(edge_index[1])
+        start = 0
+        for (chunk_centre, chunk_col), keep in zip(chunks, kept):
+            stop = start + keep.numel()
+            torch.index_select(chunk_centre, 0, keep, out=edge_index[0, start:stop])
+            torch.index_select(chunk_col, 0, keep, out=col[start:stop])
+            start = stop
         # S applies to the unwrapped positions: D = (r_j - w_j cell + s cell) - (r_i - w_i cell)
         wrap = wrap.long()
         image_table = torch.cat([image_atom[:, None], image_shift - wrap[image_atom]], dim=1)  # [n_images, 4]
         neighbour_and_shift = image_table[col]
-        neighbour, shifts = neighbour_and_shift[:, 0], neighbour_and_shift[:, 1:]
+        edge_index[1], shifts = neighbour_and_shift[:, 0], neighbour_and_shift[:, 1:]
         if wrap.any():
-            shifts = shifts + wrap[centre]
+            shifts = shifts + wrap[edge_index[0]]
         if max_neighbors is not None:
-            lengths = torch.linalg.vector_norm(image_pos[col] - wrapped[centre], dim=1)
-            nearest = _nearest(centre, neighbour, shifts, lengths, max_neighbors)
-            centre, neighbour, shifts = centre[nearest], neighbour[nearest], shifts[nearest]
-        return torch.stack([centre, neighbour]), shifts
+            lengths = torch.linalg.vector_norm(image_pos[col] - wrapped[edge_index[0]], dim=1)
+            nearest = _nearest(edge_index[0], edge_index[1], shifts, lengths, max_neighbors)
+            edge_index, shifts = edge_index[:, nearest], shifts[nearest]
+        return edge_index, shifts
 
 
 def _check_geometry(pos: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor) -> None:
@@ -154,10 +163,15 @@ def _images(frac: Tensor, batch: Tensor, margin: Tensor, n_images: Tensor) -> tu
         grid = torch.tensor(
             list(itertools.product(*(range(-k, k + 1) for k in n))), dtype=torch.long, device=frac.device
         )
-        image_frac = frac[members][:, None, :] + grid[None].double()  # [members, grid, 3]
-        tol = margin[batch[members]][:, None, :] + 1e-9
-        inside = ((image_frac >= -tol) & (image_frac <= 1 + tol)) | (grid == 0)[None]
-        atom_idx, grid_idx = torch.nonzero(inside.all(dim=2), as_tuple=True)
+        # the test is separable: decide each axis's shifts, then take the product (grid order)
+        tol = margin[batch[members]] + 1e-9
+        axes = []
+        for a, k in enumerate(n):
+            s = torch.arange(-k, k + 1, device=frac.device)
+            image = frac[members, a, None] + s  # [members, 2k + 1]
+            axes.append((image >= -tol[:, a, None]) & (image <= 1 + tol[:, a, None]) | (s == 0))
+        inside = axes[0][:, :, None, None] & axes[1][:, None, :, None] & axes[2][:, None, None, :]
+        atom_idx, grid_idx = torch.nonzero(inside.flatten(1), as_tuple=True)
         atoms.append(members[atom_idx])
         shifts.append(grid[grid_idx])
     atom = torch.cat(atoms)
@@ -165,8 +179,9 @@ def _images(frac: Tensor, batch: Tensor, margin: Tensor, n_images: Tensor) -> tu
     return atom[order], torch.cat(shifts)[order]
 
 
-def _search(x: Tensor, batch_x: Tensor, y: Tensor, batch_y: Tensor, r: float) -> tuple[Tensor, Tensor]:
-    """Indices ``(row into y, col into x)`` of every pair closer than ``r`` (strictly, as ASE), none dropped."""
+def _search(x: Tensor, batch_x: Tensor, y: Tensor, batch_y: Tensor, r: float) -> list[tuple[Tensor, Tensor]]:
+    """Indices ``(row into y, col into x)`` of every pair closer than ``r`` (strictly, as ASE), none
+    dropped, as consecutive chunks of rows."""
     n_systems = int(batch_y.max()) + 1
     if x.device.type == "cpu":  # the KD-tree collects every match; a cap of len(x) never truncates
         n_chunks = min(torch.get_num_threads(), max(1, y.shape[0] // 256))
@@ -174,22 +189,25 @@ def _search(x: Tensor, batch_x: Tensor, y: Tensor, batch_y: Tensor, r: float) ->
 
         def chunk(k: int) -> Tensor:
             lo, hi = bounds[k], bounds[k + 1]
-            sub = radius(x, y[lo:hi], r, batch_x, batch_y[lo:hi], max_num_neighbors=x.shape[0], batch_size=n_systems)
-            sub[0] += lo
-            return sub
+            row, col = radius(x, y[lo:hi], r, batch_x, batch_y[lo:hi], max_num_neighbors=x.shape[0], batch_size=n_systems)
+            return row.add_(lo), col
 
-        if n_chunks == 1:
-            pairs = chunk(0)
-        else:  # torch-cluster releases the GIL: query the KD-tree from several threads
-            with ThreadPoolExecutor(n_chunks) as pool:
-                pairs = torch.cat(list(pool.map(chunk, range(n_chunks))), dim=1)
-        return pairs[0], pairs[1]
+        # torch-cluster releases the GIL: query the KD-tree from several threads (this one included)
+        others = [_thread_pool().submit(chunk, k) for k in range(1, n_chunks)]
+        return [chunk(0)] + [f.result() for f in others]
     cap = 64
     while True:  # the CUDA kernel pre-allocates `cap` slots per centre: grow until none is full
         row, col = radius(x, y, r, batch_x, batch_y, max_num_neighbors=cap, batch_size=n_systems)
         if row.numel() == 0 or torch.bincount(row).max() < cap:
-            return row, col
+            return [(row, col)]
         cap *= 2
+
+
+@functools.cache
+def _thread_pool() -> ThreadPoolExecutor:
+    """Worker threads for KD-tree queries, kept for the life of the process (starting threads on
+    every call costs more than a small graph)."""
+    return ThreadPoolExecutor(max(1, torch.get_num_threads() - 1), thread_name_prefix="equicalc-neighbors")
 
 
 def _nearest(centre: Tensor, neighbour: Tensor, shifts: Tensor, lengths: Tensor, k: int) -> Tensor:
