@@ -88,7 +88,7 @@ def radius_graph(
         home = torch.empty_like(batch)
         is_home = (image_shift == 0).all(dim=1)
         home[image_atom[is_home]] = torch.nonzero(is_home).flatten()
-        kept = [torch.nonzero(col != home[centre]).flatten() for centre, col in chunks]
+        kept = [torch.nonzero(col != home.index_select(0, centre)).flatten() for centre, col in chunks]
         edge_index = torch.empty((2, sum(k.numel() for k in kept)), dtype=torch.long, device=device)
         col = torch.empty_like(edge_index[1])
         start = 0
@@ -100,7 +100,7 @@ def radius_graph(
         # S applies to the unwrapped positions: D = (r_j - w_j cell + s cell) - (r_i - w_i cell)
         wrap = wrap.long()
         image_table = torch.cat([image_atom[:, None], image_shift - wrap[image_atom]], dim=1)  # [n_images, 4]
-        neighbour_and_shift = image_table[col]
+        neighbour_and_shift = image_table.index_select(0, col)
         edge_index[1], shifts = neighbour_and_shift[:, 0], neighbour_and_shift[:, 1:]
         if wrap.any():
             shifts = shifts + wrap[edge_index[0]]
