@@ -64,6 +64,32 @@ def test_so2_convolution_commutes_with_rotations_about_the_edge() -> None:
         torch.set_default_dtype(torch.float32)
 
 
+def test_so2_convolution_joins_sources_as_concatenated_channels() -> None:
+    """``(E, 2, N_red, C)`` (neighbour and centre features kept apart) is the same input as their
+    channel concatenation ``(E, N_red, 2C)``."""
+    layout = CoefficientLayout(3, 2)
+    conv = SO2Convolution(2 * 4, 5, layout, radial_sizes=[7, 8], extra_scalars=3).double()
+    pair, edge = torch.randn(6, 2, layout.n_reduced, 4, dtype=torch.float64), torch.randn(6, 7, dtype=torch.float64)
+    y, extra = conv(pair, edge)
+    y_cat, extra_cat = conv(torch.cat([pair[:, 0], pair[:, 1]], dim=2), edge)
+    assert (y - y_cat).abs().max() < 1e-12 and (extra - extra_cat).abs().max() < 1e-12
+
+
+def test_grid_silu_in_blocks_matches_the_whole_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The blocked S2-grid SiLU equals projecting the whole grid, and its recomputing backward pass
+    (and the double backward used when training on forces) matches finite differences."""
+    from potentials.equiformer_v2 import layers
+
+    layout = CoefficientLayout(3, 2)
+    grid = layers.S2Grid(3, 8, layout)
+    x = torch.randn(7, layout.n_reduced, 2, dtype=torch.float64, requires_grad=True)
+    whole = grid.from_grid(torch.nn.functional.silu(grid.to_grid(x)))
+    monkeypatch.setitem(layers._GRID_BLOCK, "cpu", 2 * 64 * 2)  # two rows per block: four blocks
+    assert (grid.silu(x) - whole).abs().max() < 1e-14
+    assert torch.autograd.gradcheck(grid.silu, (x,))
+    assert torch.autograd.gradgradcheck(grid.silu, (x,))
+
+
 @pytest.mark.parametrize("norm", NORMS)
 def test_norms_and_degree_wise_linear_are_equivariant(norm: str) -> None:
     torch.set_default_dtype(torch.float64)
