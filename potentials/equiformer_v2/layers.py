@@ -93,11 +93,11 @@ class S2Grid(nn.Module):
 
     def to_grid(self, x: Tensor) -> Tensor:
         """``(N, n_coeff, C)`` -> values at the grid points ``(N, P, C)``."""
-        return torch.matmul(self.constants.get("to_mat", x), x)
+        return _each(self.constants.get("to_mat", x), x)
 
     def from_grid(self, grid: Tensor) -> Tensor:
         """``(N, P, C)`` -> ``(N, n_coeff, C)``."""
-        return torch.matmul(self.constants.get("from_mat", grid), grid)
+        return _each(self.constants.get("from_mat", grid), grid)
 
     def silu(self, x: Tensor) -> Tensor:
         """``from_grid(SiLU(to_grid(x)))`` for ``(N, n_coeff, C)``, without keeping the grid values.
@@ -131,8 +131,8 @@ class _GridSiLU(torch.autograd.Function):
         ctx.save_for_backward(x, to_mat, from_mat)
         out = x.new_empty(x.shape)
         for rows in _row_blocks(x, to_mat.shape[0]):
-            grid = torch.nn.functional.silu(torch.matmul(to_mat, x[rows]), inplace=True)
-            torch.matmul(from_mat, grid, out=out[rows])
+            grid = torch.nn.functional.silu(_each(to_mat, x[rows]), inplace=True)
+            _each(from_mat, grid, out=out[rows])
         return out
 
     @staticmethod
@@ -143,9 +143,15 @@ class _GridSiLU(torch.autograd.Function):
             return torch.matmul(to_mat.T, _silu_derivative(grid) * torch.matmul(from_mat.T, grad)), None, None
         out = x.new_empty(x.shape)
         for rows in _row_blocks(x, to_mat.shape[0]):
-            upstream = torch.matmul(from_mat.T, grad[rows])
-            torch.matmul(to_mat.T, upstream.mul_(_silu_derivative(torch.matmul(to_mat, x[rows]))), out=out[rows])
+            upstream = _each(from_mat.T, grad[rows])
+            _each(to_mat.T, upstream.mul_(_silu_derivative(_each(to_mat, x[rows]))), out=out[rows])
         return out, None, None
+
+
+def _each(matrix: Tensor, x: Tensor, out: Tensor | None = None) -> Tensor:
+    """``matrix @ x[n]`` for every n of ``x`` ``(N, a, C)``: one batched product (broadcasting
+    ``matmul`` would first copy the matrix N times)."""
+    return torch.bmm(matrix.expand(x.shape[0], *matrix.shape), x, out=out)
 
 
 def _silu_derivative(x: Tensor) -> Tensor:
