@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from isolated import cell, run_isolated, time_and_memory
+from isolated import cell, run_isolated, time_and_memory  # noqa: E402
 
 CASES = ("reference", "ours-compatible", "ours-conservative")
 #: without a neighbour cap a 12 Å graph has ~30 times the edges of the reference's 20-neighbour one;
@@ -44,12 +44,7 @@ def systems(n: int):
 def measure(case: str, batch: int, device: str, repeats: int) -> dict:
     import torch
 
-    from tools.eqv2_reference import (
-        CONFIGS,
-        fairchem_checkpoint,
-        reference_batch,
-        reference_model,
-    )
+    from tools.eqv2_reference import CONFIGS, fairchem_checkpoint, reference_batch, reference_model
 
     atoms = systems(batch)
     if case == "ours-conservative":
@@ -96,7 +91,7 @@ def main() -> None:
         print(json.dumps(measure(args.one[0], int(args.one[1]), args.device, args.repeats)))
         return
     try:
-        import fairchem.core
+        import fairchem.core  # noqa: F401
 
         cases = CASES
     except ImportError:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from isolated import run_isolated, time_and_memory
+from isolated import run_isolated, time_and_memory  # noqa: E402
 
 MODELS = {
     "egnn": ("egnn", {}),

@@ -5,7 +5,7 @@ Nothing here knows about ASE; :mod:`equicalc` adapts these models to ``ase.Atoms
 
 __version__ = "0.1.0"
 
-from . import named_models as _named_models
+from . import named_models as _named_models  # noqa: F401  (registers the named models)
 from .base import Potential, PotentialConfig
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .egnn import EGNN, EGNNConfig

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from ase import Atoms, units
+from ase import Atoms
 from ase.build import bulk, molecule
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.md.verlet import VelocityVerlet
+from ase import units
 
 from equicalc import EquiCalculator
 from potentials import EGNN, EGNNConfig, LennardJones, LennardJonesConfig

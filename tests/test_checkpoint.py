@@ -10,15 +10,7 @@ import torch
 from ase.build import molecule
 
 from equicalc import EquiCalculator
-from potentials import (
-    EGNN,
-    CheckpointError,
-    ConfigError,
-    EGNNConfig,
-    build,
-    load_checkpoint,
-    save_checkpoint,
-)
+from potentials import EGNN, CheckpointError, ConfigError, EGNNConfig, build, load_checkpoint, save_checkpoint
 
 
 def small_egnn() -> EGNN:

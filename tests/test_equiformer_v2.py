@@ -10,12 +10,7 @@ from ase.build import add_adsorbate, fcc111
 from e3nn import o3
 
 from equicalc import EquiCalculator, SystemBatch, predict
-from equicalc.testing import (
-    assert_extensive,
-    assert_forces_match_fd,
-    assert_invariant,
-    assert_stress_match_fd,
-)
+from equicalc.testing import assert_extensive, assert_forces_match_fd, assert_invariant, assert_stress_match_fd
 from potentials import EquiformerV2, EquiformerV2Config
 from potentials.equiformer_v2.layers import SO3Linear
 from potentials.equiformer_v2.norms import NORMS, EquivariantNorm
@@ -141,7 +136,7 @@ def test_conservative_energy_is_extensive_and_smooth() -> None:
         atoms.positions[1] = [0.1, 0.2, z]
         return atoms.get_potential_energy()
 
-    r = lambda z: np.hypot(np.hypot(0.1, 0.2), z)
+    r = lambda z: np.hypot(np.hypot(0.1, 0.2), z)  # noqa: E731
     z_cut = np.sqrt(5.0**2 - 0.05)
     assert abs(r(z_cut) - 5.0) < 1e-12
     assert abs(energy(z_cut - 1e-7) - energy(z_cut + 1e-7)) < 1e-10

@@ -8,7 +8,7 @@ from ase.calculators.lj import LennardJones as AseLJ
 
 from equicalc import EquiCalculator
 from potentials import LennardJones, LennardJonesConfig
-from tests.conftest import random_system, rattled_lj_crystal
+from tests.conftest import rattled_lj_crystal, random_system
 
 PARAMS = [dict(sigma=1.0, epsilon=1.0, rc=3.0, smooth=False), dict(sigma=1.1, epsilon=0.7, rc=2.8, ro=2.0, smooth=True)]
 

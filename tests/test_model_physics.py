@@ -8,12 +8,7 @@ import torch
 from ase import Atoms
 
 from equicalc import EquiCalculator
-from equicalc.testing import (
-    assert_extensive,
-    assert_forces_match_fd,
-    assert_invariant,
-    assert_stress_match_fd,
-)
+from equicalc.testing import assert_extensive, assert_forces_match_fd, assert_invariant, assert_stress_match_fd
 from potentials import EGNN, EGNNConfig, LennardJones, LennardJonesConfig
 from tests.conftest import rattled_lj_crystal
 

@@ -9,12 +9,7 @@ from ase import Atoms
 from ase.build import bulk
 
 from equicalc import EquiCalculator
-from equicalc.testing import (
-    assert_extensive,
-    assert_forces_match_fd,
-    assert_invariant,
-    assert_stress_match_fd,
-)
+from equicalc.testing import assert_extensive, assert_forces_match_fd, assert_invariant, assert_stress_match_fd
 from potentials import SAKE, ConfigError, SAKEConfig
 from potentials.sake import SAKELayer
 

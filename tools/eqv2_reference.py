@@ -108,9 +108,10 @@ def fairchem_checkpoint(model, config: dict) -> dict:
 
 def run_ours(checkpoint_path: Path, atoms_list: list[Atoms], reference: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Our energies and forces for the same weights, with the reference's edge frames."""
+    from tests.eqv2_frames import frames_from_reference
+
     from equicalc import SystemBatch, predict
     from potentials import load_checkpoint
-    from tests.eqv2_frames import frames_from_reference
 
     model = load_checkpoint(checkpoint_path)
     systems = SystemBatch.from_atoms(atoms_list, dtype=torch.float32, device="cpu")

@@ -11,13 +11,7 @@ from ..base import Potential, PotentialConfig
 from ..errors import ConfigError
 from ..graph import AtomGraph
 from ..radial import polynomial_envelope
-from .blocks import (
-    EdgeContext,
-    EdgeDegreeEmbedding,
-    FeedForward,
-    GraphAttention,
-    TransformerBlock,
-)
+from .blocks import EdgeContext, EdgeDegreeEmbedding, FeedForward, GraphAttention, TransformerBlock
 from .layers import GaussianBasis
 from .norms import NORMS, EquivariantNorm
 from .so3 import CoefficientLayout, EdgeRotation, WignerD, edge_frames
