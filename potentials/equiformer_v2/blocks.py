@@ -91,7 +91,7 @@ class GraphAttention(nn.Module):
         self.proj = SO3Linear(heads * value_channels, out_channels, layout.lmax)
 
     def forward(self, x: Tensor, species: Tensor, edges: EdgeContext) -> Tensor:
-        i, j = edges.edge_index
+        i = edges.edge_index[0]
         pairs = x.index_select(0, edges.edge_index.T.flip(1).reshape(-1)).unflatten(0, (-1, 2))
         messages = edges.rotation.to_edge(pairs)  # [E, 2, N_red, C]: x_j, x_i
         messages, extra = self.conv_1(messages, self.edge_features(species, edges))
