@@ -174,6 +174,8 @@ def _images(frac: Tensor, batch: Tensor, margin: Tensor, n_images: Tensor) -> tu
         atom_idx, grid_idx = torch.nonzero(inside.flatten(1), as_tuple=True)
         atoms.append(members[atom_idx])
         shifts.append(grid[grid_idx])
+    if len(atoms) == 1:  # ascending atoms, so already sorted by system
+        return atoms[0], shifts[0]
     atom = torch.cat(atoms)
     order = torch.argsort(batch[atom], stable=True)  # torch-cluster wants images sorted by system
     return atom[order], torch.cat(shifts)[order]
