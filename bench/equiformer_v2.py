@@ -3,7 +3,8 @@
 The 31M configuration (L = 4, M = 2, 8 layers, 12 Å, 20 neighbours) on an OC20-sized system (an
 80-atom Cu(111) slab with CO, periodic) and on a batch of 8 such systems. Rows: the reference
 (energy + direct forces), ours in compatible mode with the reference's weights (the same outputs),
-and ours in conservative mode (energy + autograd forces, 6 Å cutoff, no neighbour cap). Each case runs in a fresh process so its
+and ours in conservative mode (energy + autograd forces, 6 Å cutoff, no neighbour cap), also with
+activation checkpointing. Each case runs in a fresh process so its
 peak memory is its own. The reference is optional; see tools/eqv2_reference.py for how to make it
 importable (PYTHONPATH).
 
@@ -22,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from isolated import cell, run_isolated, time_and_memory  # noqa: E402
 
-CASES = ("reference", "ours-compatible", "ours-conservative")
+CASES = ("reference", "ours-compatible", "ours-conservative", "ours-conservative-checkpointed")
 #: without a neighbour cap a 12 Å graph has ~30 times the edges of the reference's 20-neighbour one;
 #: the conservative row uses 6 Å (about 40 neighbours per atom in Cu) to compare like with like
 CONSERVATIVE_CUTOFF = 6.0
@@ -47,7 +48,7 @@ def measure(case: str, batch: int, device: str, repeats: int) -> dict:
     from tools.eqv2_reference import CONFIGS, fairchem_checkpoint, reference_batch, reference_model
 
     atoms = systems(batch)
-    if case == "ours-conservative":
+    if case.startswith("ours-conservative"):
         from equicalc import SystemBatch, predict
         from potentials import EquiformerV2, EquiformerV2Config
 
@@ -57,7 +58,7 @@ def measure(case: str, batch: int, device: str, repeats: int) -> dict:
             sphere_channels=cfg["sphere_channels"], attn_hidden_channels=cfg["attn_hidden_channels"],
             num_heads=cfg["num_heads"], attn_alpha_channels=cfg["attn_alpha_channels"],
             attn_value_channels=cfg["attn_value_channels"], ffn_hidden_channels=cfg["ffn_hidden_channels"],
-            edge_channels=cfg["edge_channels"])).to(device)
+            edge_channels=cfg["edge_channels"], activation_checkpointing=case.endswith("checkpointed"))).to(device)
     else:
         reference = reference_model(CONFIGS["31M"], seed=0).to(device)
         if case == "ours-compatible":
@@ -99,12 +100,12 @@ def main() -> None:
         cases = CASES[2:]
     memory = "peak GPU MB" if args.device.startswith("cuda") else "peak RSS MB"
     print(f"EquiformerV2 31M, device {args.device}, float32, median of {args.repeats}")
-    print(f"{'case':20s} {'1 x 82 atoms s':>15} {memory:>12} {'8 x 82 atoms s':>15} {memory:>12}")
+    print(f"{'case':31s} {'1 x 82 atoms s':>15} {memory:>12} {'8 x 82 atoms s':>15} {memory:>12}")
     results = {}
     for case in cases:
         results[case] = [run_isolated(__file__, [case, str(b), "--device", args.device, "--repeats", str(args.repeats)])
                          for b in (1, 8)]
-        print(f"{case:20s} {' '.join(cell(r) for r in results[case])}", flush=True)
+        print(f"{case:31s} {' '.join(cell(r) for r in results[case])}", flush=True)
         for r in results[case]:
             if "error" in r:
                 print(f"  {r['error']}: {r['stderr'].strip().splitlines()[-1] if r['stderr'].strip() else ''}")

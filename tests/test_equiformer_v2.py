@@ -111,6 +111,20 @@ def test_conservative_forces_and_stress_are_derivatives() -> None:
     assert_stress_match_fd(bulk_cell(), calc, eps=1e-6, atol=1e-8, rtol=1e-5)
 
 
+def test_activation_checkpointing_changes_nothing_but_memory() -> None:
+    """Recomputing every block in the backward pass gives the same energy, forces, stress and
+    second derivatives (training on forces) as keeping the activations."""
+    systems = SystemBatch.from_atoms([slab(), bulk_cell()], dtype=torch.float64, device="cpu")
+    plain, recomputed = model().double(), model(activation_checkpointing=True).double()
+    a = predict(plain, systems, create_graph=True)
+    b = predict(recomputed, systems, create_graph=True)
+    for x, y in ((a.energy, b.energy), (a.forces, b.forces), (a.stress, b.stress)):
+        assert (x - y).abs().max() < 1e-12
+    grads = [torch.autograd.grad(p.forces.square().sum(), m.blocks[0].attention.conv_1.fc_m0.weight)
+             for p, m in ((a, plain), (b, recomputed))]
+    assert (grads[0][0] - grads[1][0]).abs().max() < 1e-12 and grads[0][0].abs().max() > 0
+
+
 def test_conservative_symmetries() -> None:
     """Translations and permutations are exact; rotations hold up to the S2 grid's sampling error."""
     calc = EquiCalculator(model(), device="cpu", dtype="float64")
