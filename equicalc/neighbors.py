@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -210,6 +211,10 @@ def _thread_pool() -> ThreadPoolExecutor:
     """Worker threads for KD-tree queries, kept for the life of the process (starting threads on
     every call costs more than a small graph)."""
     return ThreadPoolExecutor(max(1, torch.get_num_threads() - 1), thread_name_prefix="equicalc-neighbors")
+
+
+# a forked child inherits the pool object but not its threads: it must start its own
+os.register_at_fork(after_in_child=_thread_pool.cache_clear)
 
 
 def _nearest(centre: Tensor, neighbour: Tensor, shifts: Tensor, lengths: Tensor, k: int) -> Tensor:
