@@ -190,7 +190,7 @@ def _search(x: Tensor, batch_x: Tensor, y: Tensor, batch_y: Tensor, r: float) ->
         n_chunks = min(torch.get_num_threads(), max(1, y.shape[0] // 256))
         bounds = [y.shape[0] * k // n_chunks for k in range(n_chunks + 1)]
 
-        def chunk(k: int) -> Tensor:
+        def chunk(k: int) -> tuple[Tensor, Tensor]:
             lo, hi = bounds[k], bounds[k + 1]
             row, col = radius(x, y[lo:hi], r, batch_x, batch_y[lo:hi], max_num_neighbors=x.shape[0], batch_size=n_systems)
             return row.add_(lo), col

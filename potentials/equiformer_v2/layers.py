@@ -139,8 +139,8 @@ class _GridSiLU(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         x, to_mat, from_mat = ctx.saved_tensors
         if torch.is_grad_enabled():
-            grid = torch.matmul(to_mat, x)
-            return torch.matmul(to_mat.T, _silu_derivative(grid) * torch.matmul(from_mat.T, grad)), None, None
+            grid = _each(to_mat, x)
+            return _each(to_mat.T, _silu_derivative(grid) * _each(from_mat.T, grad)), None, None
         out = x.new_empty(x.shape)
         for rows in _row_blocks(x, to_mat.shape[0]):
             upstream = _each(from_mat.T, grad[rows])

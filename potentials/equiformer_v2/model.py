@@ -43,8 +43,8 @@ class EquiformerV2Config(PotentialConfig):
             (force_std None: energy_std).
         envelope_exponent: p of the polynomial envelope (conservative mode).
         activation_checkpointing: when derivatives are taken, keep only each transformer block's
-            input and recompute the block in the backward pass: a fraction of the memory for about
-            a third more time (for large systems or batches in conservative mode).
+            input and recompute the block in the backward pass: about a quarter of the memory for
+            about half again the time (for large systems or batches in conservative mode).
     """
 
     cutoff: float = 12.0
