@@ -75,6 +75,31 @@ def test_so2_convolution_joins_sources_as_concatenated_channels() -> None:
     assert (y - y_cat).abs().max() < 1e-12 and (extra - extra_cat).abs().max() < 1e-12
 
 
+@pytest.mark.parametrize("mmax", [None, 2])
+def test_grid_projections_equal_e3nn(mmax: int | None) -> None:
+    """The two-step (latitude, longitude) projections equal e3nn's dense ToS2Grid and FromS2Grid, also
+    restricted to orders |m| <= mmax (coefficients placed in the full layout, scaled as the layout says)."""
+    from potentials.equiformer_v2.layers import S2Grid
+
+    lmax, res = 4, 10
+    layout = CoefficientLayout(lmax, mmax) if mmax is not None else None
+    grid = S2Grid(lmax, res, layout)
+    to_e3nn = o3.ToS2Grid(lmax, (res, res), normalization="component", dtype=torch.float64)
+    from_e3nn = o3.FromS2Grid((res, res), lmax, normalization="component", dtype=torch.float64)
+    n_coeff = layout.n_reduced if layout is not None else (lmax + 1) ** 2
+    x = torch.randn(3, n_coeff, 2, dtype=torch.float64)
+    full = torch.zeros(3, (lmax + 1) ** 2, 2, dtype=torch.float64)
+    scale = layout.truncation_rescale()[:, None] if layout is not None else 1.0
+    full[:, layout.reduced if layout is not None else slice(None)] = x * scale
+    expected = to_e3nn(full.transpose(1, 2))  # (3, C, beta, alpha)
+    ours = grid.to_grid(x).view(3, res, res, 2).permute(0, 3, 2, 1)  # points ordered (alpha, beta)
+    assert (ours - expected).abs().max() < 1e-12
+    values = torch.randn(3, res * res, 2, dtype=torch.float64)
+    back = from_e3nn(values.view(3, res, res, 2).permute(0, 3, 2, 1))  # (3, C, (L+1)^2)
+    back = back.transpose(1, 2)[:, layout.reduced if layout is not None else slice(None)] * scale
+    assert (grid.from_grid(values) - back).abs().max() < 1e-12
+
+
 def test_grid_silu_in_blocks_matches_the_whole_grid(monkeypatch: pytest.MonkeyPatch) -> None:
     """The blocked S2-grid SiLU equals projecting the whole grid, and its recomputing backward pass
     (and the double backward used when training on forces) matches finite differences."""

@@ -77,27 +77,34 @@ class S2Grid(nn.Module):
     e3nn's ``ToS2Grid``/``FromS2Grid`` with 'component' normalisation, for degrees up to ``lmax``,
     restricted to the coefficients of ``layout`` when given (orders |m| <= mmax, m-primary, with
     the degrees l > mmax scaled by sqrt((2l + 1) / (2 mmax + 1)) as in the edge rotation).
+
+    A harmonic factorises into latitude and longitude parts, Y_lm(beta, alpha) = P_lm(beta) T_m(alpha),
+    so the projection runs in two steps: coefficients to (order, latitude) values, then orders to
+    longitudes (and the reverse for ``from_grid``), about half the work of one dense matrix.
     """
 
     def __init__(self, lmax: int, resolution: int, layout: CoefficientLayout | None = None) -> None:
         super().__init__()
         to_grid = o3.ToS2Grid(lmax, (resolution, resolution), normalization="component", dtype=torch.float64)
         from_grid = o3.FromS2Grid((resolution, resolution), lmax, normalization="component", dtype=torch.float64)
-        to_mat = torch.einsum("mbi,am->bai", to_grid.shb, to_grid.sha)  # [res_beta, res_alpha, (L+1)^2]
-        from_mat = torch.einsum("am,mbi->bai", from_grid.sha, from_grid.shb)
+        # latitude parts [order m, beta, coefficient] (zero unless m is the coefficient's order), and
+        # longitude parts [alpha, order m], orders m = -lmax..lmax
+        to_lat, to_lon, from_lat, from_lon = to_grid.shb, to_grid.sha, from_grid.shb, from_grid.sha
         if layout is not None:
-            scale = layout.truncation_rescale()
-            to_mat, from_mat = to_mat[..., layout.reduced] * scale, from_mat[..., layout.reduced] * scale
-        # flattened grids: to (P, n_coeff) and from (n_coeff, P), P = res * res points
-        self.constants = Float64Constants(to_mat=to_mat.flatten(0, 1), from_mat=from_mat.flatten(0, 1).T.contiguous())
+            scale, orders = layout.truncation_rescale(), slice(lmax - layout.mmax, lmax + layout.mmax + 1)
+            to_lat, from_lat = to_lat[orders][..., layout.reduced] * scale, from_lat[orders][..., layout.reduced] * scale
+            to_lon, from_lon = to_lon[:, orders], from_lon[:, orders]
+        self.constants = Float64Constants(
+            to_lat=to_lat.flatten(0, 1), to_lon=to_lon,  # (M res, n_coeff), (res, M)
+            from_lon=from_lon.T.contiguous(), from_lat=from_lat.flatten(0, 1).T.contiguous())  # (M, res), (n_coeff, M res)
 
     def to_grid(self, x: Tensor) -> Tensor:
-        """``(N, n_coeff, C)`` -> values at the grid points ``(N, P, C)``."""
-        return _each(self.constants.get("to_mat", x), x)
+        """``(N, n_coeff, C)`` -> values at the P = res^2 grid points ``(N, P, C)``."""
+        return _expand(self.constants.get("to_lat", x), self.constants.get("to_lon", x), x)
 
     def from_grid(self, grid: Tensor) -> Tensor:
         """``(N, P, C)`` -> ``(N, n_coeff, C)``."""
-        return _each(self.constants.get("from_mat", grid), grid)
+        return _contract(self.constants.get("from_lon", grid), self.constants.get("from_lat", grid), grid)
 
     def silu(self, x: Tensor) -> Tensor:
         """``from_grid(SiLU(to_grid(x)))`` for ``(N, n_coeff, C)``, without keeping the grid values.
@@ -105,7 +112,8 @@ class S2Grid(nn.Module):
         The grid has P / n_coeff times more numbers than ``x`` (17x for L = 4, M = 2): it is
         evaluated a few rows at a time, so it stays in cache, and recomputed in the backward pass.
         """
-        return _GridSiLU.apply(x, self.constants.get("to_mat", x), self.constants.get("from_mat", x))
+        names = ("to_lat", "to_lon", "from_lon", "from_lat")
+        return _GridSiLU.apply(x, *(self.constants.get(name, x) for name in names))
 
     def separable_activation(self, scalars: Tensor, x: Tensor) -> Tensor:
         """SiLU on the sphere for l > 0, with the l = 0 channel replaced by SiLU(``scalars``) ``(N, C)``."""
@@ -113,39 +121,66 @@ class S2Grid(nn.Module):
         return torch.cat([torch.nn.functional.silu(scalars)[:, None], out[:, 1:]], dim=1)
 
 
-#: grid values evaluated at once by :class:`_GridSiLU` (about 1 MB in float32 on a CPU; on a GPU,
+def _expand(lat: Tensor, lon: Tensor, x: Tensor) -> Tensor:
+    """Coefficients ``(N, n, C)`` to grid values ``(N, res_a * res_b, C)``: ``lat`` ``(M res_b, n)``
+    gives (order, latitude) values, ``lon`` ``(res_a, M)`` combines the orders at each longitude."""
+    n, channels = x.shape[0], x.shape[2]
+    by_order = _each(lat, x).view(n, lon.shape[1], -1)
+    return _each(lon, by_order).view(n, -1, channels)
+
+
+def _contract(lon: Tensor, lat: Tensor, grid: Tensor, out: Tensor | None = None) -> Tensor:
+    """Grid values ``(N, res_a * res_b, C)`` to coefficients ``(N, n, C)``, the reverse order of
+    :func:`_expand`: ``lon`` ``(M, res_a)``, then ``lat`` ``(n, M res_b)``."""
+    n, channels = grid.shape[0], grid.shape[2]
+    by_order = _each(lon, grid.reshape(n, lon.shape[1], -1)).view(n, -1, channels)
+    return _each(lat, by_order, out=out)
+
+
+#: grid values evaluated at once by :class:`_GridSiLU` (about 2 MB in float32 on a CPU; on a GPU,
 #: where each launch costs more than the memory, large blocks)
-_GRID_BLOCK = {"cpu": 2**18, "cuda": 2**25}
+_GRID_BLOCK = {"cpu": 2**19, "cuda": 2**25}
 
 
 class _GridSiLU(torch.autograd.Function):
-    """y = B SiLU(A x) row by row for x ``(N, n, C)``, A ``(P, n)``, B ``(n, P)``, in row blocks.
+    """y = B SiLU(A x) row by row for x ``(N, n, C)``, with A = :func:`_expand` and B = :func:`_contract`
+    by their latitude and longitude matrices, in row blocks.
 
-    Backward: dL/dx = A^T [SiLU'(A x) * (B^T dL/dy)] with the grid A x recomputed block by block.
-    Under ``create_graph`` (training on forces) the backward is written in differentiable operations
-    on whole tensors, so second derivatives exist.
+    Backward: dL/dx = A^T [SiLU'(A x) * (B^T dL/dy)] with the grid A x recomputed block by block
+    (A^T contracts by the transposed matrices, B^T expands). Under ``create_graph`` (training on
+    forces) the backward is written in differentiable operations on whole tensors, so second
+    derivatives exist.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, to_mat: Tensor, from_mat: Tensor) -> Tensor:
-        ctx.save_for_backward(x, to_mat, from_mat)
+    def forward(ctx, x: Tensor, to_lat: Tensor, to_lon: Tensor, from_lon: Tensor, from_lat: Tensor) -> Tensor:
+        ctx.save_for_backward(x, to_lat, to_lon, from_lon, from_lat)
         out = x.new_empty(x.shape)
-        for rows in _row_blocks(x, to_mat.shape[0]):
-            grid = torch.nn.functional.silu(_each(to_mat, x[rows]), inplace=True)
-            _each(from_mat, grid, out=out[rows])
+        for rows in _row_blocks(x, _points(to_lat, to_lon)):
+            grid = torch.nn.functional.silu(_expand(to_lat, to_lon, x[rows]), inplace=True)
+            _contract(from_lon, from_lat, grid, out=out[rows])
         return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        x, to_mat, from_mat = ctx.saved_tensors
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, to_lat, to_lon, from_lon, from_lat = ctx.saved_tensors
+
+        def upstream(rows: slice) -> Tensor:  # B^T dL/dy on the grid
+            return _expand(from_lat.T, from_lon.T, grad[rows])
+
         if torch.is_grad_enabled():
-            grid = _each(to_mat, x)
-            return _each(to_mat.T, _silu_derivative(grid) * _each(from_mat.T, grad)), None, None
+            grid = _expand(to_lat, to_lon, x)
+            return _contract(to_lon.T, to_lat.T, _silu_derivative(grid) * upstream(slice(None))), None, None, None, None
         out = x.new_empty(x.shape)
-        for rows in _row_blocks(x, to_mat.shape[0]):
-            upstream = _each(from_mat.T, grad[rows])
-            _each(to_mat.T, upstream.mul_(_silu_derivative(_each(to_mat, x[rows]))), out=out[rows])
-        return out, None, None
+        for rows in _row_blocks(x, _points(to_lat, to_lon)):
+            values = upstream(rows).mul_(_silu_derivative(_expand(to_lat, to_lon, x[rows])))
+            _contract(to_lon.T, to_lat.T, values, out=out[rows])
+        return out, None, None, None, None
+
+
+def _points(lat: Tensor, lon: Tensor) -> int:
+    """Grid points of the projection with latitude matrix ``lat`` ``(M res_b, n)`` and longitude matrix ``lon`` ``(res_a, M)``."""
+    return lon.shape[0] * (lat.shape[0] // lon.shape[1])
 
 
 def _each(matrix: Tensor, x: Tensor, out: Tensor | None = None) -> Tensor:

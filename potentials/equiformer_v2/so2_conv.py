@@ -6,6 +6,7 @@ pair like multiplication by a complex number:
 
     y_{+m} = W_r x_{+m} - W_i x_{-m},    y_{-m} = W_r x_{-m} + W_i x_{+m}
 
+(evaluated with three matrix products, not four: y_{-m} = (W_r + W_i)(x_{+m} + x_{-m}) - W_r x_{+m} - W_i x_{-m})
 (m = 0 gets a plain linear map with bias). Inputs may first be scaled by a radial network of the
 invariant edge features, one weight per (m, l, channel) shared by +m and -m.
 """
@@ -78,10 +79,11 @@ class SO2Convolution(nn.Module):
         offset = sizes[0]
         for m, fc in enumerate(self.fc_m, start=1):
             k = sizes[m]
-            xm = block(offset, 2 * k, 2, weights[m] if weights else None)  # rows: +m, -m
-            y = fc(xm)
-            real, imag = y.chunk(2, dim=-1)
-            plus, minus = real[:, 0] - imag[:, 1], real[:, 1] + imag[:, 0]
+            x_plus, x_minus = block(offset, 2 * k, 2, weights[m] if weights else None).unbind(1)
+            w_r, w_i = fc.weight.chunk(2, dim=0)
+            # Gauss's three-product complex multiplication (one matrix product fewer than four)
+            rr, ii = x_plus @ w_r.T, x_minus @ w_i.T
+            plus, minus = rr - ii, (x_plus + x_minus) @ (w_r + w_i).T - rr - ii
             out.append(torch.stack([plus, minus], dim=1).reshape(n_edges, 2 * k, self.out_channels))
             offset += 2 * k
         return torch.cat(out, dim=1), extra
