@@ -3,7 +3,7 @@
 Method: wrap every atom into its cell along the periodic axes, replicate the atoms into the
 periodic images that can lie within the cutoff of the cell (their number per axis follows from
 the cell's perpendicular widths), and find all image-atom pairs closer than the cutoff with
-torch-cluster's radius search. Each pair is mapped back to ``(i, j, S)`` with the integer shift
+torch-cluster's radius search (a KD-tree of the atoms, queried with every image). Each pair is mapped back to ``(i, j, S)`` with the integer shift
 ``S`` that applies to the *unwrapped* positions, as ASE's ``neighbor_list`` does. The search runs
 without gradients in float64; differentiable edge vectors are formed afterwards by
 :class:`potentials.AtomGraph`.
@@ -16,18 +16,24 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch_cluster import radius
 
+T = TypeVar("T")
+
 #: distances within this many Å of each other tie for the nearest-k cap [Å]
 TIE_TOLERANCE = 1e-6
-#: refuse systems that would need more image candidates than this (a near-zero cell vector)
-MAX_IMAGE_CANDIDATES = 50_000_000
+#: pairs post-processed at once: cache-sized blocks (the chunks of pairs are finished in parallel)
+_PAIR_BLOCK = 2**16
+#: refuse systems that would need more atom images than this (a near-zero cell vector)
+MAX_IMAGES = 50_000_000
 
 
 def radius_graph(
@@ -67,143 +73,181 @@ def radius_graph(
         raise ValueError(f"cutoff must be positive, got {cutoff}")
     with torch.no_grad():
         pos = positions.detach().to(torch.float64)
-        cell = cell.detach().to(device=device, dtype=torch.float64)
-        pbc = pbc.to(device=device, dtype=torch.bool)
+        if not torch.isfinite(pos).all():
+            bad = torch.nonzero(~torch.isfinite(pos).all(dim=1)).flatten()[:5].tolist()
+            raise ValueError(f"positions contain NaN or infinite values (atoms {bad})")
+        # cell arithmetic is a few 3x3 matrices per system: done on the host, where it costs microseconds
+        host_cell = cell.detach().cpu().to(torch.float64).numpy()
+        host_pbc = pbc.detach().cpu().numpy().astype(bool)
+        inverse, margin = _cell_geometry(host_cell, host_pbc, cutoff)
+        n_images = np.ceil(margin).astype(np.int64) * host_pbc
+
         batch = batch.to(device)
-        _check_geometry(pos, cell, pbc, batch)
+        cell = torch.from_numpy(host_cell).to(device)
+        frac = _transform(pos, torch.from_numpy(inverse).to(device), batch)
+        wrap = torch.floor(frac) * torch.from_numpy(host_pbc).to(device)[batch]  # whole cells each atom sits away from its home cell
+        wrapped = pos - _transform(wrap, cell, batch)
 
-        basis = _completed_basis(cell, pbc)
-        inverse = torch.linalg.inv(basis)  # columns are reciprocal vectors g_a, with |g_a| = 1 / width_a
-        frac = torch.einsum("na,nab->nb", pos, inverse[batch])
-        wrap = torch.floor(frac) * pbc[batch]  # whole cells each atom sits away from its home cell
-        wrapped = pos - torch.einsum("na,nab->nb", wrap, cell[batch])
-        margin = cutoff * torch.linalg.vector_norm(inverse, dim=1)  # cutoff / width, per system and axis
-        n_images = torch.ceil(margin).long() * pbc
+        image_atom, image_shift = _images(frac - wrap, batch, torch.from_numpy(margin).to(device), n_images)
+        image_pos = wrapped.index_select(0, image_atom) + _transform(image_shift.double(), cell, batch[image_atom])
+        # the KD-tree holds the atoms (fewer points to build it from) and every image is a query: image
+        # q of atom j finding atom i is the edge (centre j, neighbour i), and the images come sorted by
+        # atom, so the pairs come grouped by ascending centre
+        chunks = _search(wrapped, batch, image_pos, batch[image_atom], cutoff)
 
-        image_atom, image_shift = _images(frac - wrap, batch, margin, n_images)
-        image_pos = wrapped[image_atom] + torch.einsum("ma,mab->mb", image_shift.double(), cell[batch[image_atom]])
-        chunks = _search(image_pos, batch[image_atom], wrapped, batch, cutoff)
-
-        # drop each atom's pair with its own home image (i == j, S == 0), writing the chunks of
-        # pairs straight into the output
-        home = torch.empty_like(batch)
-        is_home = (image_shift == 0).all(dim=1)
-        home[image_atom[is_home]] = torch.nonzero(is_home).flatten()
-        kept = [torch.nonzero(col != home.index_select(0, centre)).flatten() for centre, col in chunks]
-        edge_index = torch.empty((2, sum(k.numel() for k in kept)), dtype=torch.long, device=device)
-        col = torch.empty_like(edge_index[1])
-        start = 0
-        for (chunk_centre, chunk_col), keep in zip(chunks, kept):
-            stop = start + keep.numel()
-            torch.index_select(chunk_centre, 0, keep, out=edge_index[0, start:stop])
-            torch.index_select(chunk_col, 0, keep, out=col[start:stop])
-            start = stop
-        # S applies to the unwrapped positions: D = (r_j - w_j cell + s cell) - (r_i - w_i cell)
+        # drop each atom's pair with itself from its home image (i == j, S == 0): one per home image,
+        # so the size and place of every chunk's output are known before its pairs are read, and the
+        # chunks are finished in parallel, in cache-sized blocks, straight into the output
+        home = (image_shift == 0).all(dim=1)
+        self_atom = torch.where(home, image_atom, -1)
+        sizes = [row.numel() - int(home[lo:hi].sum()) for lo, hi, row, _ in chunks]
+        offsets = list(itertools.accumulate(sizes, initial=0))
+        edge_index = torch.empty((2, offsets[-1]), dtype=torch.long, device=device)
+        query = torch.empty_like(edge_index[0])  # the image each pair was found from
+        # S applies to the unwrapped positions: D = (r_i - w_i cell) - (r_j - w_j cell + s cell)
         wrap = wrap.long()
-        image_table = torch.cat([image_atom[:, None], image_shift - wrap[image_atom]], dim=1)  # [n_images, 4]
-        neighbour_and_shift = image_table.index_select(0, col)
-        edge_index[1], shifts = neighbour_and_shift[:, 0], neighbour_and_shift[:, 1:]
-        if wrap.any():
-            shifts = shifts + wrap[edge_index[0]]
+        shifts = torch.empty((offsets[-1], 3), dtype=torch.long, device=device)
+        shift_table, moved = wrap[image_atom] - image_shift, bool(wrap.any())  # w_j - s, per image
+        block = _PAIR_BLOCK if device.type == "cpu" else max(1, offsets[-1])
+
+        def finish(k: int) -> None:
+            _, _, rows, cols = chunks[k]
+            out = offsets[k]
+            for start in range(0, rows.numel(), block):
+                row, col = rows[start : start + block], cols[start : start + block]
+                keep = _flat_nonzero(col != self_atom.index_select(0, row))
+                done = slice(out, out + keep.numel())
+                torch.index_select(row, 0, keep, out=query[done])
+                torch.index_select(col, 0, keep, out=edge_index[1, done])
+                torch.index_select(image_atom, 0, query[done], out=edge_index[0, done])
+                torch.index_select(shift_table, 0, query[done], out=shifts[done])
+                if moved:
+                    shifts[done] -= wrap.index_select(0, edge_index[1, done])
+                out = done.stop
+
+        _in_parallel(finish, len(chunks))
         if max_neighbors is not None:
-            lengths = torch.linalg.vector_norm(image_pos[col] - wrapped[edge_index[0]], dim=1)
+            lengths = torch.linalg.vector_norm(wrapped[edge_index[1]] - image_pos[query], dim=1)
             nearest = _nearest(edge_index[0], edge_index[1], shifts, lengths, max_neighbors)
             edge_index, shifts = edge_index[:, nearest], shifts[nearest]
         return edge_index, shifts
 
 
-def _check_geometry(pos: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor) -> None:
-    if not torch.isfinite(pos).all():
-        bad = torch.nonzero(~torch.isfinite(pos).all(dim=1)).flatten()[:5].tolist()
-        raise ValueError(f"positions contain NaN or infinite values (atoms {bad})")
-    if not torch.isfinite(cell).all():
+def _transform(vectors: Tensor, matrices: Tensor, system: Tensor) -> Tensor:
+    """Row vectors ``(n, 3)`` times their systems' matrices: ``vectors[k] @ matrices[system[k]]``."""
+    return torch.bmm(vectors[:, None], matrices.index_select(0, system))[:, 0]
+
+
+def _cell_geometry(cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Checks the cells ``(S, 3, 3)`` and returns, per system, the inverse ``(S, 3, 3)`` of the basis
+    made of the cell rows on periodic axes and of orthonormal vectors normal to them on the others
+    (its columns are reciprocal vectors g_a with |g_a| = 1 / width_a), and ``margin`` ``(S, 3)``, the
+    cutoff in units of the cell's perpendicular widths."""
+    if not np.isfinite(cell).all():
         raise ValueError("cell contains NaN or infinite values")
-    lengths = torch.linalg.vector_norm(cell, dim=2)  # [n_systems, 3]
-    scale = lengths.max(dim=1).values.clamp(min=1e-300)
-    zero = pbc & (lengths <= 1e-10 * scale[:, None]).logical_or(lengths == 0)
+    lengths = np.linalg.norm(cell, axis=2)
+    scale = np.maximum(lengths.max(axis=1), 1e-300)
+    zero = pbc & ((lengths <= 1e-10 * scale[:, None]) | (lengths == 0))
     if zero.any():
-        system, axis = torch.nonzero(zero)[0].tolist()
+        system, axis = np.argwhere(zero)[0]
         raise ValueError(f"system {system}: periodic axis {axis} has a zero-length cell vector")
-    for system in torch.nonzero(pbc.any(dim=1)).flatten().tolist():
-        vectors = cell[system][pbc[system]]
-        singular = torch.linalg.svdvals(vectors)
-        if singular[-1] <= 1e-8 * singular[0]:
-            raise ValueError(
-                f"system {system}: the periodic cell vectors {pbc[system].nonzero().flatten().tolist()} "
-                "are degenerate (collinear or coplanar: zero volume)"
-            )
-
-
-def _completed_basis(cell: Tensor, pbc: Tensor) -> Tensor:
-    """Cell rows on periodic axes; on the others, orthonormal vectors normal to the periodic ones."""
-    eye = torch.eye(3, dtype=cell.dtype, device=cell.device)
-    basis = torch.where(pbc.all(dim=1)[:, None, None], cell, eye)
-    mixed = pbc.any(dim=1) & ~pbc.all(dim=1)
-    for system in torch.nonzero(mixed).flatten().tolist():
+    # the periodic vectors (others zeroed) are degenerate when their k-th singular value vanishes
+    k = pbc.sum(axis=1)
+    singular = np.linalg.svd(cell * pbc[:, :, None], compute_uv=False)
+    degenerate = (k > 0) & (singular[np.arange(len(k)), np.maximum(k - 1, 0)] <= 1e-8 * singular[:, 0])
+    if degenerate.any():
+        system = int(np.argmax(degenerate))
+        raise ValueError(
+            f"system {system}: the periodic cell vectors {np.flatnonzero(pbc[system]).tolist()} "
+            "are degenerate (collinear or coplanar: zero volume)"
+        )
+    basis = np.where(pbc.all(axis=1)[:, None, None], cell, np.eye(3))
+    for system in np.flatnonzero(pbc.any(axis=1) & ~pbc.all(axis=1)):
         periodic = pbc[system]
-        columns = torch.cat([cell[system][periodic], eye]).T  # [3, k + 3], periodic vectors first
-        q, _ = torch.linalg.qr(columns)  # Householder: q[:, :k] spans the periodic vectors
+        q, _ = np.linalg.qr(np.concatenate([cell[system][periodic], np.eye(3)]).T)  # q[:, :k] spans the periodic vectors
         basis[system][periodic] = cell[system][periodic]
-        basis[system][~periodic] = q[:, int(periodic.sum()) :].T
-    return basis
+        basis[system][~periodic] = q[:, periodic.sum() :].T
+    inverse = np.linalg.inv(basis)
+    return inverse, cutoff * np.linalg.norm(inverse, axis=1)
 
 
-def _images(frac: Tensor, batch: Tensor, margin: Tensor, n_images: Tensor) -> tuple[Tensor, Tensor]:
+def _images(frac: Tensor, batch: Tensor, margin: Tensor, n_images: np.ndarray) -> tuple[Tensor, Tensor]:
     """Atom index and integer shift of every periodic image that can lie within the cutoff of its cell.
 
     ``frac`` holds wrapped fractional coordinates ``(n_atoms, 3)``; an image is kept when, on each
     periodic axis, its fractional coordinate lies within ``margin`` (cutoff / width) of [0, 1].
+    ``n_images`` ``(S, 3)`` bounds the shifts per system and axis. Systems with equal bounds are
+    enumerated together; the images come sorted by atom, hence by system.
     """
+    if (n_images == n_images[0]).all():
+        return _image_group(frac, margin[batch], n_images[0])
+    groups = np.unique(n_images, axis=0)
     atoms, shifts = [], []
-    for n in torch.unique(n_images, dim=0).tolist():
-        systems = (n_images == torch.tensor(n, device=n_images.device)).all(dim=1)
-        members = torch.nonzero(systems[batch]).flatten()
-        n_grid = math.prod(2 * k + 1 for k in n)
-        if members.numel() * n_grid > MAX_IMAGE_CANDIDATES:
-            raise ValueError(f"a periodic cell is too small for the cutoff: {n_grid} images per atom would be needed")
-        grid = torch.tensor(
-            list(itertools.product(*(range(-k, k + 1) for k in n))), dtype=torch.long, device=frac.device
-        )
-        # the test is separable: decide each axis's shifts, then take the product (grid order)
-        tol = margin[batch[members]] + 1e-9
-        axes = []
-        for a, k in enumerate(n):
-            s = torch.arange(-k, k + 1, device=frac.device)
-            image = frac[members, a, None] + s  # [members, 2k + 1]
-            axes.append((image >= -tol[:, a, None]) & (image <= 1 + tol[:, a, None]) | (s == 0))
-        inside = axes[0][:, :, None, None] & axes[1][:, None, :, None] & axes[2][:, None, None, :]
-        atom_idx, grid_idx = torch.nonzero(inside.flatten(1), as_tuple=True)
-        atoms.append(members[atom_idx])
-        shifts.append(grid[grid_idx])
-    if len(atoms) == 1:  # ascending atoms, so already sorted by system
-        return atoms[0], shifts[0]
+    for bound in groups:
+        members = torch.nonzero(torch.from_numpy((n_images == bound).all(axis=1)).to(batch.device)[batch]).flatten()
+        atom, shift = _image_group(frac[members], margin[batch[members]], bound)
+        atoms.append(members[atom])
+        shifts.append(shift)
     atom = torch.cat(atoms)
-    order = torch.argsort(batch[atom], stable=True)  # torch-cluster wants images sorted by system
+    order = torch.argsort(atom)
     return atom[order], torch.cat(shifts)[order]
 
 
-def _search(x: Tensor, batch_x: Tensor, y: Tensor, batch_y: Tensor, r: float) -> list[tuple[Tensor, Tensor]]:
-    """Indices ``(row into y, col into x)`` of every pair closer than ``r`` (strictly, as ASE), none
-    dropped, as consecutive chunks of rows."""
+def _image_group(frac: Tensor, margin: Tensor, bound: np.ndarray) -> tuple[Tensor, Tensor]:
+    """:func:`_images` for atoms ``(n, 3)`` whose systems all allow shifts up to ``bound`` ``(3,)``.
+
+    On each axis the shifts s with frac + s in [-margin, 1 + margin] form a range [lo, hi] holding 0;
+    an atom's images are the product of its three ranges, enumerated last axis fastest.
+    """
+    bound = torch.from_numpy(bound).to(frac.device)
+    tol = margin + 1e-9
+    lo = torch.maximum(torch.ceil(-tol - frac), -bound).clamp_(max=0).long()
+    hi = torch.minimum(torch.floor(1 + tol - frac), bound).clamp_(min=0).long()
+    count = hi - lo + 1  # [n, 3]
+    n_images = float(count.double().prod(dim=1).sum())  # in floats: no overflow for absurd cells
+    if n_images > MAX_IMAGES:
+        raise ValueError(f"a periodic cell is too small for the cutoff: {n_images:.3g} atom images would be needed")
+    per_atom = count.prod(dim=1)
+    atom = torch.repeat_interleave(per_atom)
+    rank = torch.arange(int(n_images), device=frac.device) - (torch.cumsum(per_atom, 0) - per_atom).index_select(0, atom)
+    count, lo = count.index_select(0, atom), lo.index_select(0, atom)
+    last, rank = rank % count[:, 2], rank // count[:, 2]
+    return atom, torch.stack([rank // count[:, 1], rank % count[:, 1], last], dim=1) + lo
+
+
+def _flat_nonzero(mask: Tensor) -> Tensor:
+    """Indices of the true entries of a 1-D boolean mask (numpy's on a CPU, ten times faster there than torch's)."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return torch.nonzero(mask).flatten()
+
+
+def _search(x: Tensor, batch_x: Tensor, y: Tensor, batch_y: Tensor, r: float) -> list[tuple[int, int, Tensor, Tensor]]:
+    """Every pair closer than ``r`` (strictly, as ASE), none dropped, as consecutive chunks of rows
+    ``(lo, hi, row into y, col into x)``, the rows of a chunk lying in [lo, hi)."""
     n_systems = int(batch_y.max()) + 1
     if x.device.type == "cpu":  # the KD-tree collects every match; a cap of len(x) never truncates
         n_chunks = min(torch.get_num_threads(), max(1, y.shape[0] // 256))
         bounds = [y.shape[0] * k // n_chunks for k in range(n_chunks + 1)]
 
-        def chunk(k: int) -> tuple[Tensor, Tensor]:
+        def chunk(k: int) -> tuple[int, int, Tensor, Tensor]:
             lo, hi = bounds[k], bounds[k + 1]
             row, col = radius(x, y[lo:hi], r, batch_x, batch_y[lo:hi], max_num_neighbors=x.shape[0], batch_size=n_systems)
-            return row.add_(lo), col
+            return lo, hi, row.add_(lo), col
 
-        # torch-cluster releases the GIL: query the KD-tree from several threads (this one included)
-        others = [_thread_pool().submit(chunk, k) for k in range(1, n_chunks)]
-        return [chunk(0)] + [f.result() for f in others]
+        return _in_parallel(chunk, n_chunks)  # torch-cluster releases the GIL
     cap = 64
     while True:  # the CUDA kernel pre-allocates `cap` slots per centre: grow until none is full
         row, col = radius(x, y, r, batch_x, batch_y, max_num_neighbors=cap, batch_size=n_systems)
         if row.numel() == 0 or torch.bincount(row).max() < cap:
-            return [(row, col)]
+            return [(0, y.shape[0], row, col)]
         cap *= 2
+
+
+def _in_parallel(fn: Callable[[int], T], n: int) -> list[T]:
+    """``[fn(0), ..., fn(n - 1)]``, run on the worker threads and this one."""
+    others = [_thread_pool().submit(fn, k) for k in range(1, n)]
+    return [fn(0)] + [f.result() for f in others]
 
 
 @functools.cache
