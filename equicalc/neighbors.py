@@ -103,11 +103,11 @@ def radius_graph(
         sizes = [row.numel() - int(home[lo:hi].sum()) for lo, hi, row, _ in chunks]
         offsets = list(itertools.accumulate(sizes, initial=0))
         edge_index = torch.empty((2, offsets[-1]), dtype=torch.long, device=device)
-        query = torch.empty_like(edge_index[0])  # the image each pair was found from
         # S applies to the unwrapped positions: D = (r_i - w_i cell) - (r_j - w_j cell + s cell)
         wrap = wrap.long()
         shifts = torch.empty((offsets[-1], 3), dtype=torch.long, device=device)
         shift_table, moved = wrap[image_atom] - image_shift, bool(wrap.any())  # w_j - s, per image
+        lengths = None if max_neighbors is None else pos.new_empty(offsets[-1])
         block = _PAIR_BLOCK if device.type == "cpu" else max(1, offsets[-1])
 
         def finish(k: int) -> None:
@@ -117,17 +117,19 @@ def radius_graph(
                 row, col = rows[start : start + block], cols[start : start + block]
                 keep = _flat_nonzero(col != self_atom.index_select(0, row))
                 done = slice(out, out + keep.numel())
-                torch.index_select(row, 0, keep, out=query[done])
+                image = row.index_select(0, keep)  # the image each pair was found from
                 torch.index_select(col, 0, keep, out=edge_index[1, done])
-                torch.index_select(image_atom, 0, query[done], out=edge_index[0, done])
-                torch.index_select(shift_table, 0, query[done], out=shifts[done])
+                torch.index_select(image_atom, 0, image, out=edge_index[0, done])
+                torch.index_select(shift_table, 0, image, out=shifts[done])
                 if moved:
                     shifts[done] -= wrap.index_select(0, edge_index[1, done])
+                if lengths is not None:
+                    vectors = wrapped.index_select(0, edge_index[1, done]) - image_pos.index_select(0, image)
+                    torch.linalg.vector_norm(vectors, dim=1, out=lengths[done])
                 out = done.stop
 
         _in_parallel(finish, len(chunks))
         if max_neighbors is not None:
-            lengths = torch.linalg.vector_norm(wrapped[edge_index[1]] - image_pos[query], dim=1)
             nearest = _nearest(edge_index[0], edge_index[1], shifts, lengths, max_neighbors)
             edge_index, shifts = edge_index[:, nearest], shifts[nearest]
         return edge_index, shifts
