@@ -75,6 +75,24 @@ def test_so2_convolution_joins_sources_as_concatenated_channels() -> None:
     assert (y - y_cat).abs().max() < 1e-12 and (extra - extra_cat).abs().max() < 1e-12
 
 
+def test_so2_convolution_and_rotation_restricted_to_low_degrees() -> None:
+    """Outputs of degrees l <= 1 alone (a force head's) equal those rows of the full convolution, and
+    rotated back they equal the l <= 1 part of the full rotation."""
+    from potentials.equiformer_v2.so3 import EdgeRotation, edge_frames
+
+    layout = CoefficientLayout(3, 2)
+    conv = SO2Convolution(4, 5, layout, radial_sizes=[7, 8], extra_scalars=3).double()
+    x, edge = torch.randn(6, layout.n_reduced, 4, dtype=torch.float64), torch.randn(6, 7, dtype=torch.float64)
+    full, extra = conv(x, edge)
+    low, extra_low = conv(x, edge, lmax_out=1)
+    position = {int(c): k for k, c in enumerate(layout.reduced)}
+    rows = [position[int(c)] for c in CoefficientLayout(1, 1).reduced]
+    assert low.shape == (6, 4, 5) and (low - full[:, rows]).abs().max() < 1e-12
+    assert (extra_low - extra).abs().max() < 1e-12
+    rotation = EdgeRotation(WignerD(3)(edge_frames(torch.randn(6, 3, dtype=torch.float64))), layout)
+    assert (rotation.from_edge(low, lmax=1) - rotation.from_edge(full)[:, :4]).abs().max() < 1e-12
+
+
 @pytest.mark.parametrize("mmax", [None, 2])
 def test_grid_projections_equal_e3nn(mmax: int | None) -> None:
     """The two-step (latitude, longitude) projections equal e3nn's dense ToS2Grid and FromS2Grid, also

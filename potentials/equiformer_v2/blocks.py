@@ -91,18 +91,28 @@ class GraphAttention(nn.Module):
         self.proj = SO3Linear(heads * value_channels, out_channels, layout.lmax)
 
     def forward(self, x: Tensor, species: Tensor, edges: EdgeContext) -> Tensor:
+        return self.proj(self._aggregate(x, species, edges))
+
+    def vector(self, x: Tensor, species: Tensor, edges: EdgeContext) -> Tensor:
+        """The l = 1 output ``(N, 3, out_channels)`` alone (a direct-force head's): the value vectors
+        are computed for the degrees l <= 1 only."""
+        return self.proj(self._aggregate(x, species, edges, lmax_out=1))[:, 1:4]
+
+    def _aggregate(self, x: Tensor, species: Tensor, edges: EdgeContext, lmax_out: int | None = None) -> Tensor:
+        """The attention-weighted sum of value vectors over each centre's edges ``(N, (l+1)^2, heads V)``,
+        for the degrees up to ``lmax_out`` (all by default)."""
         i = edges.edge_index[0]
         pairs = x.index_select(0, edges.edge_index.T.flip(1).reshape(-1)).unflatten(0, (-1, 2))
         messages = edges.rotation.to_edge(pairs)  # [E, 2, N_red, C]: x_j, x_i
         messages, extra = self.conv_1(messages, self.edge_features(species, edges))
         alpha_in, gate = extra.split([self.heads * self.alpha_channels, extra.shape[1] - self.heads * self.alpha_channels], 1)
         messages = self.grid.separable_activation(gate, messages)
-        values, _ = self.conv_2(messages)  # [E, N_red, heads V]
+        values, _ = self.conv_2(messages, lmax_out=lmax_out)  # [E, N_red, heads V]
         logits = self.alpha_norm(alpha_in.reshape(-1, self.heads, self.alpha_channels))
         logits = torch.einsum("ehk,hk->eh", smooth_leaky_relu(logits), self.alpha_dot)
         alpha = segment_softmax(logits, edges.weights, i, edges.n_nodes) * edges.weights[:, None]  # [E, heads]
         values = (values.unflatten(2, (self.heads, -1)) * alpha[:, None, :, None]).flatten(2)
-        return self.proj(scatter_sum(edges.rotation.from_edge(values), i, edges.n_nodes))
+        return scatter_sum(edges.rotation.from_edge(values, lmax_out), i, edges.n_nodes)
 
 
 class FeedForward(nn.Module):

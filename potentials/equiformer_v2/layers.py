@@ -26,7 +26,8 @@ class SO3Linear(nn.Module):
         self.register_buffer("degree", coefficient_degrees(lmax), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = torch.einsum("nic,ioc->nio", x, self.weight[self.degree])
+        """``x`` may hold the degrees up to any l <= L: ``(N, (l+1)^2, C_in)`` -> ``(N, (l+1)^2, C_out)``."""
+        out = torch.einsum("nic,ioc->nio", x, self.weight[self.degree[: x.shape[1]]])
         return torch.cat([out[:, :1] + self.bias, out[:, 1:]], dim=1)
 
     def scalar(self, x: Tensor) -> Tensor:

@@ -124,7 +124,7 @@ class EquiformerV2(Potential):
         n_per_system = torch.bincount(graph.batch, minlength=graph.n_systems).to(node_energy.dtype)
         energies = cfg.energy_std * node_energy / cfg.avg_num_nodes + cfg.energy_mean / n_per_system[graph.batch]
         force_std = cfg.energy_std if cfg.force_std is None else cfg.force_std
-        forces = force_std * self.force_head(x, self.species(graph.numbers), edges)[:, 1:4, 0]
+        forces = force_std * self.force_head.vector(x, self.species(graph.numbers), edges)[:, :, 0]
         return {"energies": energies, "forces": forces}
 
     def _edges(self, graph: AtomGraph) -> EdgeContext:

@@ -35,7 +35,8 @@ class SO2Convolution(nn.Module):
     ``forward(x, edge_features)``: ``x`` ``(E, N_red, C_in)``, or ``(E, S, N_red, C_in / S)`` for S
     sources whose channels are joined per coefficient (the neighbour's and the centre's features, say,
     without concatenating them); ``edge_features`` ``(E, radial_sizes[0])``; returns
-    ``(E, N_red, C_out)`` and the extra scalars ``(E, extra_scalars)`` (or None).
+    ``(E, N_red, C_out)`` and the extra scalars ``(E, extra_scalars)`` (or None). With ``lmax_out``,
+    only the outputs of degrees l <= lmax_out are computed, in the layout (lmax_out, min(mmax, lmax_out)).
     """
 
     def __init__(
@@ -57,11 +58,12 @@ class SO2Convolution(nn.Module):
         self.radial_widths = [k * in_channels for k in sizes]
         self.radial = RadialMLP([*radial_sizes, sum(self.radial_widths)]) if radial_sizes else None
 
-    def forward(self, x: Tensor, edge_features: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, edge_features: Tensor | None = None, lmax_out: int | None = None) -> tuple[Tensor, Tensor | None]:
         if x.dim() == 3:
             x = x[:, None]
-        n_edges = x.shape[0]
+        n_edges, channels = x.shape[0], self.out_channels
         sizes = self.layout.m_sizes
+        lmax_out = self.layout.lmax if lmax_out is None else lmax_out
         weights = self.radial(edge_features).split(self.radial_widths, dim=1) if self.radial is not None else None
 
         def block(start: int, rows: int, groups: int, weight: Tensor | None) -> Tensor:
@@ -72,18 +74,21 @@ class SO2Convolution(nn.Module):
                 part = weight.view(n_edges, 1, *part.shape[2:]) * part  # weight first: contiguous result
             return part.flatten(2)
 
-        y0 = self.fc_m0(block(0, sizes[0], 1, weights[0] if weights else None)[:, 0])
+        # output rows of order m are the degrees l = m..L: the first lmax_out - m + 1 of them are kept
+        kept = self.extra_scalars + (lmax_out + 1) * channels
+        y0 = nn.functional.linear(block(0, sizes[0], 1, weights[0] if weights else None)[:, 0],
+                                  self.fc_m0.weight[:kept], self.fc_m0.bias[:kept])
         extra = y0[:, : self.extra_scalars] if self.extra_scalars else None
-        out = [y0[:, self.extra_scalars :].reshape(n_edges, sizes[0], self.out_channels)]
+        out = [y0[:, self.extra_scalars :].reshape(n_edges, lmax_out + 1, channels)]
 
         offset = sizes[0]
-        for m, fc in enumerate(self.fc_m, start=1):
-            k = sizes[m]
+        for m, fc in enumerate(self.fc_m[: min(self.layout.mmax, lmax_out)], start=1):
+            k, degrees = sizes[m], lmax_out - m + 1
             x_plus, x_minus = block(offset, 2 * k, 2, weights[m] if weights else None).unbind(1)
-            w_r, w_i = fc.weight.chunk(2, dim=0)
+            w_r, w_i = (w[: degrees * channels] for w in fc.weight.chunk(2, dim=0))
             # Gauss's three-product complex multiplication (one matrix product fewer than four)
             rr, ii = x_plus @ w_r.T, x_minus @ w_i.T
             plus, minus = rr - ii, (x_plus + x_minus) @ (w_r + w_i).T - rr - ii
-            out.append(torch.stack([plus, minus], dim=1).reshape(n_edges, 2 * k, self.out_channels))
+            out.append(torch.stack([plus, minus], dim=1).reshape(n_edges, 2 * degrees, channels))
             offset += 2 * k
         return torch.cat(out, dim=1), extra

@@ -142,6 +142,7 @@ class EdgeRotation:
     """
 
     def __init__(self, wigner: Tensor, layout: CoefficientLayout) -> None:
+        self.layout = layout
         index = layout.reduced.to(wigner.device)
         self.forward_matrix = wigner[:, index, :]  # [E, N_red, (L+1)^2]
         rescale = layout.truncation_rescale().to(device=wigner.device, dtype=wigner.dtype)
@@ -151,9 +152,16 @@ class EdgeRotation:
         """``(E, ..., (L+1)^2, C)`` -> ``(E, ..., N_red, C)``."""
         return _per_edge(self.forward_matrix, x) @ x
 
-    def from_edge(self, x: Tensor) -> Tensor:
-        """``(E, ..., N_red, C)`` -> ``(E, ..., (L+1)^2, C)``."""
-        return _per_edge(self.inverse_matrix, x) @ x
+    def from_edge(self, x: Tensor, lmax: int | None = None) -> Tensor:
+        """``(E, ..., N_red, C)`` -> ``(E, ..., (L+1)^2, C)``; with ``lmax``, features of the degrees
+        l <= lmax only, in the layout (lmax, min(mmax, lmax)), to ``(E, ..., (lmax+1)^2, C)``."""
+        matrix = self.inverse_matrix
+        if lmax is not None and lmax < self.layout.lmax:
+            positions = {int(c): k for k, c in enumerate(self.layout.reduced)}
+            sub = CoefficientLayout(lmax, min(self.layout.mmax, lmax)).reduced
+            columns = torch.tensor([positions[int(c)] for c in sub], device=matrix.device)
+            matrix = matrix[:, : (lmax + 1) ** 2].index_select(2, columns)
+        return _per_edge(matrix, x) @ x
 
 
 def _per_edge(matrix: Tensor, x: Tensor) -> Tensor:
