@@ -44,7 +44,7 @@ class EquiformerV2Config(PotentialConfig):
         envelope_exponent: p of the polynomial envelope (conservative mode).
         activation_checkpointing: when derivatives are taken, keep only each transformer block's
             input and recompute the block in the backward pass: about a quarter of the memory for
-            about half again the time (for large systems or batches in conservative mode).
+            20-50 % more time (for large systems or batches in conservative mode).
     """
 
     cutoff: float = 12.0
