@@ -3,8 +3,9 @@
 Method: wrap every atom into its cell along the periodic axes, replicate the atoms into the
 periodic images that can lie within the cutoff of the cell (their number per axis follows from
 the cell's perpendicular widths), and find all image-atom pairs closer than the cutoff with
-torch-cluster's radius search (a KD-tree of the atoms, queried with every image). Each pair is mapped back to ``(i, j, S)`` with the integer shift
-``S`` that applies to the *unwrapped* positions, as ASE's ``neighbor_list`` does. The search runs
+torch-cluster's radius search (a KD-tree of the atoms, queried with every image). Each pair is
+mapped back to ``(i, j, S)`` with the integer shift ``S`` that applies to the *unwrapped*
+positions, as ASE's ``neighbor_list`` does. The search runs
 without gradients in float64; differentiable edge vectors are formed afterwards by
 :class:`potentials.AtomGraph`.
 
@@ -85,7 +86,8 @@ def radius_graph(
         batch = batch.to(device)
         cell = torch.from_numpy(host_cell).to(device)
         frac = _transform(pos, torch.from_numpy(inverse).to(device), batch)
-        wrap = torch.floor(frac) * torch.from_numpy(host_pbc).to(device)[batch]  # whole cells each atom sits away from its home cell
+        # whole cells each atom sits away from its home cell
+        wrap = torch.floor(frac) * torch.from_numpy(host_pbc).to(device)[batch]
         wrapped = pos - _transform(wrap, cell, batch)
 
         image_atom, image_shift = _images(frac - wrap, batch, torch.from_numpy(margin).to(device), n_images)
@@ -166,7 +168,8 @@ def _cell_geometry(cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> tuple[np
     basis = np.where(pbc.all(axis=1)[:, None, None], cell, np.eye(3))
     for system in np.flatnonzero(pbc.any(axis=1) & ~pbc.all(axis=1)):
         periodic = pbc[system]
-        q, _ = np.linalg.qr(np.concatenate([cell[system][periodic], np.eye(3)]).T)  # q[:, :k] spans the periodic vectors
+        # Householder QR of [periodic vectors, e_x, e_y, e_z]: q[:, :k] spans the periodic vectors
+        q, _ = np.linalg.qr(np.concatenate([cell[system][periodic], np.eye(3)]).T)
         basis[system][periodic] = cell[system][periodic]
         basis[system][~periodic] = q[:, periodic.sum() :].T
     inverse = np.linalg.inv(basis)
@@ -191,7 +194,7 @@ def _images(frac: Tensor, batch: Tensor, margin: Tensor, n_images: np.ndarray) -
         atoms.append(members[atom])
         shifts.append(shift)
     atom = torch.cat(atoms)
-    order = torch.argsort(atom)
+    order = torch.argsort(atom, stable=True)
     return atom[order], torch.cat(shifts)[order]
 
 
@@ -211,7 +214,8 @@ def _image_group(frac: Tensor, margin: Tensor, bound: np.ndarray) -> tuple[Tenso
         raise ValueError(f"a periodic cell is too small for the cutoff: {n_images:.3g} atom images would be needed")
     per_atom = count.prod(dim=1)
     atom = torch.repeat_interleave(per_atom)
-    rank = torch.arange(int(n_images), device=frac.device) - (torch.cumsum(per_atom, 0) - per_atom).index_select(0, atom)
+    first = torch.cumsum(per_atom, 0) - per_atom  # each atom's first image
+    rank = torch.arange(int(n_images), device=frac.device) - first.index_select(0, atom)
     count, lo = count.index_select(0, atom), lo.index_select(0, atom)
     last, rank = rank % count[:, 2], rank // count[:, 2]
     return atom, torch.stack([rank // count[:, 1], rank % count[:, 1], last], dim=1) + lo

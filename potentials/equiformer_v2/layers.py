@@ -93,11 +93,13 @@ class S2Grid(nn.Module):
         to_lat, to_lon, from_lat, from_lon = to_grid.shb, to_grid.sha, from_grid.shb, from_grid.sha
         if layout is not None:
             scale, orders = layout.truncation_rescale(), slice(lmax - layout.mmax, lmax + layout.mmax + 1)
-            to_lat, from_lat = to_lat[orders][..., layout.reduced] * scale, from_lat[orders][..., layout.reduced] * scale
+            to_lat = to_lat[orders][..., layout.reduced] * scale
+            from_lat = from_lat[orders][..., layout.reduced] * scale
             to_lon, from_lon = to_lon[:, orders], from_lon[:, orders]
         self.constants = Float64Constants(
             to_lat=to_lat.flatten(0, 1), to_lon=to_lon,  # (M res, n_coeff), (res, M)
-            from_lon=from_lon.T.contiguous(), from_lat=from_lat.flatten(0, 1).T.contiguous())  # (M, res), (n_coeff, M res)
+            from_lon=from_lon.T.contiguous(),  # (M, res)
+            from_lat=from_lat.flatten(0, 1).T.contiguous())  # (n_coeff, M res)
 
     def to_grid(self, x: Tensor) -> Tensor:
         """``(N, n_coeff, C)`` -> values at the P = res^2 grid points ``(N, P, C)``."""
@@ -180,7 +182,7 @@ class _GridSiLU(torch.autograd.Function):
 
 
 def _points(lat: Tensor, lon: Tensor) -> int:
-    """Grid points of the projection with latitude matrix ``lat`` ``(M res_b, n)`` and longitude matrix ``lon`` ``(res_a, M)``."""
+    """Grid points res_a * res_b of the projection by ``lat`` ``(M res_b, n)`` and ``lon`` ``(res_a, M)``."""
     return lon.shape[0] * (lat.shape[0] // lon.shape[1])
 
 

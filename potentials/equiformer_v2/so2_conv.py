@@ -58,7 +58,9 @@ class SO2Convolution(nn.Module):
         self.radial_widths = [k * in_channels for k in sizes]
         self.radial = RadialMLP([*radial_sizes, sum(self.radial_widths)]) if radial_sizes else None
 
-    def forward(self, x: Tensor, edge_features: Tensor | None = None, lmax_out: int | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, x: Tensor, edge_features: Tensor | None = None, lmax_out: int | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         if x.dim() == 3:
             x = x[:, None]
         n_edges, channels = x.shape[0], self.out_channels
