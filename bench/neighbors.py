@@ -45,7 +45,7 @@ def main() -> None:
 
     print(f"torch threads {torch.get_num_threads()}, device {args.device}, cutoff {args.cutoff} Å")
     print(f"{'atoms':>7} {'pairs':>10} {'equicalc s':>11} {'vesin s':>9} {'ase s':>8} {'ours/vesin':>10} {'ours/ase':>9}")
-    ours_times = {}
+    ours_times, vesin_times = {}, {}
     for n in args.sizes:
         atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(REPEATS[n])
         systems = SystemBatch.from_atoms(atoms, dtype=torch.float64, device=args.device)
@@ -69,10 +69,12 @@ def main() -> None:
         if not args.no_ase:
             t_ase, pairs_ase = best_time(lambda: len(neighbor_list("ijS", atoms, args.cutoff)[0]), 1 if n > 8000 else 2)
             assert pairs_ase == pairs, (pairs_ase, pairs)
+        vesin_times[n] = t_vesin
         print(f"{n:>7} {pairs:>10} {t_ours:>11.4f} {t_vesin:>9.4f} {t_ase:>8.3f} "
               f"{t_ours / t_vesin:>10.2f} {t_ours / t_ase:>9.3f}")
     if 8000 in ours_times and 64000 in ours_times:
-        print(f"scaling: t(64k) / t(8k) = {ours_times[64000] / ours_times[8000]:.2f} (linear: 8)")
+        print(f"scaling: t(64k) / t(8k) = {ours_times[64000] / ours_times[8000]:.2f} "
+              f"(vesin: {vesin_times[64000] / vesin_times[8000]:.2f}; linear: 8)")
 
 
 if __name__ == "__main__":
