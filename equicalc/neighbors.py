@@ -189,7 +189,7 @@ def _images(frac: Tensor, batch: Tensor, margin: Tensor, n_images: np.ndarray) -
     groups = np.unique(n_images, axis=0)
     atoms, shifts = [], []
     for bound in groups:
-        members = torch.nonzero(torch.from_numpy((n_images == bound).all(axis=1)).to(batch.device)[batch]).flatten()
+        members = _flat_nonzero(torch.from_numpy((n_images == bound).all(axis=1)).to(batch.device)[batch])
         atom, shift = _image_group(frac[members], margin[batch[members]], bound)
         atoms.append(members[atom])
         shifts.append(shift)

@@ -85,8 +85,8 @@ def test_so2_convolution_and_rotation_restricted_to_low_degrees() -> None:
     x, edge = torch.randn(6, layout.n_reduced, 4, dtype=torch.float64), torch.randn(6, 7, dtype=torch.float64)
     full, extra = conv(x, edge)
     low, extra_low = conv(x, edge, lmax_out=1)
-    position = {int(c): k for k, c in enumerate(layout.reduced)}
-    rows = [position[int(c)] for c in CoefficientLayout(1, 1).reduced]
+    rows = layout.rows_up_to(1)
+    assert rows.tolist() == [0, 1, 4, 7]  # (l, m) = (0, 0), (1, 0), (1, +1), (1, -1) in layout (3, 2)
     assert low.shape == (6, 4, 5) and (low - full[:, rows]).abs().max() < 1e-12
     assert (extra_low - extra).abs().max() < 1e-12
     rotation = EdgeRotation(WignerD(3)(edge_frames(torch.randn(6, 3, dtype=torch.float64))), layout)

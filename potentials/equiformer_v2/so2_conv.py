@@ -6,9 +6,10 @@ pair like multiplication by a complex number:
 
     y_{+m} = W_r x_{+m} - W_i x_{-m},    y_{-m} = W_r x_{-m} + W_i x_{+m}
 
-(evaluated with three matrix products, not four: y_{-m} = (W_r + W_i)(x_{+m} + x_{-m}) - W_r x_{+m} - W_i x_{-m})
-(m = 0 gets a plain linear map with bias). Inputs may first be scaled by a radial network of the
-invariant edge features, one weight per (m, l, channel) shared by +m and -m.
+evaluated with three matrix products instead of four (Gauss), y_{-m} being
+(W_r + W_i)(x_{+m} + x_{-m}) - W_r x_{+m} - W_i x_{-m}; m = 0 gets a plain linear map with bias.
+Inputs may first be scaled by a radial network of the invariant edge features, one weight per
+(m, l, channel) shared by +m and -m.
 """
 
 from __future__ import annotations

@@ -50,6 +50,12 @@ class CoefficientLayout:
         degree = self.degree.double()
         return torch.where(degree > self.mmax, torch.sqrt((2 * degree + 1) / (2 * self.mmax + 1)), 1.0)
 
+    def rows_up_to(self, lmax: int) -> Tensor:
+        """``(n,)`` positions, in this layout, of the coefficients of degrees l <= ``lmax``, in the
+        order of the layout (lmax, min(mmax, lmax)) they form."""
+        position = {int(c): k for k, c in enumerate(self.reduced)}
+        return torch.tensor([position[int(c)] for c in CoefficientLayout(lmax, min(self.mmax, lmax)).reduced])
+
     @property
     def n_full(self) -> int:
         return (self.lmax + 1) ** 2
@@ -157,9 +163,7 @@ class EdgeRotation:
         l <= lmax only, in the layout (lmax, min(mmax, lmax)), to ``(E, ..., (lmax+1)^2, C)``."""
         matrix = self.inverse_matrix
         if lmax is not None and lmax < self.layout.lmax:
-            positions = {int(c): k for k, c in enumerate(self.layout.reduced)}
-            sub = CoefficientLayout(lmax, min(self.layout.mmax, lmax)).reduced
-            columns = torch.tensor([positions[int(c)] for c in sub], device=matrix.device)
+            columns = self.layout.rows_up_to(lmax).to(matrix.device)
             matrix = matrix[:, : (lmax + 1) ** 2].index_select(2, columns)
         return _per_edge(matrix, x) @ x
 
