@@ -60,14 +60,18 @@ def test_battery_matches_ase_exactly(kind: str, dtype: torch.dtype) -> None:
 @pytest.mark.parametrize("kind", ["small", "far"])
 def test_pairs_finished_in_many_blocks_match_ase(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pairs finished a few at a time (blocks of 7 pairs across the search's chunks) land in the
-    right places of the output, self pairs dropped and shifts right, as in one block."""
+    right places of the output, self pairs dropped and shifts right, as in one block; here every
+    output is mapped the way large ones are (huge pages), in batches and for single systems."""
     from equicalc import neighbors
 
     monkeypatch.setattr(neighbors, "_PAIR_BLOCK", 7)
+    monkeypatch.setattr(neighbors, "_HUGE_OUTPUT", 1)
     rng = np.random.default_rng(7)
     systems = [random_system(rng, kind) for _ in range(8)]
     for atoms, ours in zip(systems, our_pairs(systems, 3.0, torch.float64)):
         assert ours == ase_pairs(atoms, 3.0)
+    for atoms in systems[:3]:
+        assert our_pairs([atoms], 3.0, torch.float64)[0] == ase_pairs(atoms, 3.0)
 
 
 def test_small_cell_sees_own_images() -> None:
