@@ -95,8 +95,10 @@ def radius_graph(
         wrap = torch.floor(frac) * _per_atom(torch.from_numpy(host_pbc).to(device), batch)
         wrapped = pos - _transform(wrap, cell, batch)
 
-        image_atom, image_shift = _images(frac - wrap, batch, torch.from_numpy(margin).to(device), n_images)
         single = len(host_cell) == 1  # one system: no per-atom or per-image system lookups
+        system = slice(None) if single else batch.cpu().numpy()  # per-system rows: broadcast or gathered
+        atom, shift = _images((frac - wrap).cpu().numpy(), margin[system], n_images[system])
+        image_atom, image_shift = torch.from_numpy(atom).to(device), torch.from_numpy(shift).to(device)
         image_batch = None if single else batch.index_select(0, image_atom)
         image_pos = wrapped.index_select(0, image_atom) + _transform(image_shift.double(), cell, image_batch)
         # the KD-tree holds the atoms (fewer points to build it from) and every image is a query: image
@@ -208,49 +210,31 @@ def _cell_geometry(cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> tuple[np
     return inverse, cutoff * np.linalg.norm(inverse, axis=1)
 
 
-def _images(frac: Tensor, batch: Tensor, margin: Tensor, n_images: np.ndarray) -> tuple[Tensor, Tensor]:
+def _images(frac: np.ndarray, margin: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Atom index and integer shift of every periodic image that can lie within the cutoff of its cell.
 
-    ``frac`` holds wrapped fractional coordinates ``(n_atoms, 3)``; an image is kept when, on each
-    periodic axis, its fractional coordinate lies within ``margin`` (cutoff / width) of [0, 1].
-    ``n_images`` ``(S, 3)`` bounds the shifts per system and axis. Systems with equal bounds are
-    enumerated together; the images come sorted by atom, hence by system.
+    Per atom ``(n, 3)``: ``frac`` its wrapped fractional coordinates, ``margin`` the cutoff over its
+    cell's widths, ``bound`` the largest shift its cell allows on each axis (0 on open axes). On each
+    axis the shifts s with frac + s in [-margin, 1 + margin] form a range [lo, hi] holding 0; an atom's
+    images are the product of its three ranges, enumerated last axis fastest, so the images come
+    sorted by atom. Host bookkeeping in numpy: a few dozen operations on small arrays.
     """
-    if (n_images == n_images[0]).all():
-        return _image_group(frac, _per_atom(margin, batch), n_images[0])
-    groups = np.unique(n_images, axis=0)
-    atoms, shifts = [], []
-    for bound in groups:
-        members = _flat_nonzero(torch.from_numpy((n_images == bound).all(axis=1)).to(batch.device)[batch])
-        atom, shift = _image_group(frac[members], margin[batch[members]], bound)
-        atoms.append(members[atom])
-        shifts.append(shift)
-    atom = torch.cat(atoms)
-    order = torch.argsort(atom, stable=True)
-    return atom[order], torch.cat(shifts)[order]
-
-
-def _image_group(frac: Tensor, margin: Tensor, bound: np.ndarray) -> tuple[Tensor, Tensor]:
-    """:func:`_images` for atoms ``(n, 3)`` whose systems all allow shifts up to ``bound`` ``(3,)``.
-
-    On each axis the shifts s with frac + s in [-margin, 1 + margin] form a range [lo, hi] holding 0;
-    an atom's images are the product of its three ranges, enumerated last axis fastest.
-    """
-    bound = torch.from_numpy(bound).to(frac.device)
     tol = margin + 1e-9
-    lo = torch.maximum(torch.ceil(-tol - frac), -bound).clamp_(max=0).long()
-    hi = torch.minimum(torch.floor(1 + tol - frac), bound).clamp_(min=0).long()
-    count = hi - lo + 1  # [n, 3]
-    n_images = float(count.double().prod(dim=1).sum())  # in floats: no overflow for absurd cells
+    lo = np.minimum(np.maximum(np.ceil(-tol - frac), -bound), 0).astype(np.int64)
+    hi = np.maximum(np.minimum(np.floor(1 + tol - frac), bound), 0).astype(np.int64)
+    count = hi - lo + 1
+    n_images = np.prod(count, axis=1, dtype=np.float64).sum()  # in floats: no overflow for absurd cells
     if n_images > MAX_IMAGES:
         raise ValueError(f"a periodic cell is too small for the cutoff: {n_images:.3g} atom images would be needed")
-    per_atom = count.prod(dim=1)
-    atom = torch.repeat_interleave(per_atom)
-    first = torch.cumsum(per_atom, 0) - per_atom  # each atom's first image
-    rank = torch.arange(int(n_images), device=frac.device) - first.index_select(0, atom)
-    count, lo = count.index_select(0, atom), lo.index_select(0, atom)
-    last, rank = rank % count[:, 2], rank // count[:, 2]
-    return atom, torch.stack([rank // count[:, 1], rank % count[:, 1], last], dim=1) + lo
+    per_atom = count[:, 0] * count[:, 1] * count[:, 2]
+    atom = np.repeat(np.arange(len(frac)), per_atom)
+    rank = np.arange(len(atom)) - np.repeat(np.cumsum(per_atom) - per_atom, per_atom)  # rank among its images
+    count, shift = np.take(count, atom, axis=0), np.take(lo, atom, axis=0)
+    for axis in (2, 1):  # the digits of rank in the mixed radix (count_0, count_1, count_2)
+        rank, digit = np.divmod(rank, count[:, axis])
+        shift[:, axis] += digit
+    shift[:, 0] += rank
+    return atom, shift
 
 
 def _flat_nonzero(mask: Tensor) -> Tensor:
