@@ -28,7 +28,8 @@ class SO3Linear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x`` may hold the degrees up to any l <= L: ``(N, (l+1)^2, C_in)`` -> ``(N, (l+1)^2, C_out)``."""
         out = torch.einsum("nic,ioc->nio", x, self.weight[self.degree[: x.shape[1]]])
-        return torch.cat([out[:, :1] + self.bias, out[:, 1:]], dim=1)
+        out[:, 0] += self.bias
+        return out
 
     def scalar(self, x: Tensor) -> Tensor:
         """The l = 0 part of the map, for invariant inputs ``(N, C_in)`` -> ``(N, C_out)``."""
@@ -121,7 +122,8 @@ class S2Grid(nn.Module):
     def separable_activation(self, scalars: Tensor, x: Tensor) -> Tensor:
         """SiLU on the sphere for l > 0, with the l = 0 channel replaced by SiLU(``scalars``) ``(N, C)``."""
         out = self.silu(x)
-        return torch.cat([torch.nn.functional.silu(scalars)[:, None], out[:, 1:]], dim=1)
+        out[:, 0] = torch.nn.functional.silu(scalars)
+        return out
 
 
 def _expand(lat: Tensor, lon: Tensor, x: Tensor) -> Tensor:

@@ -91,7 +91,7 @@ class SO2Convolution(nn.Module):
             w_r, w_i = (w[: degrees * channels] for w in fc.weight.chunk(2, dim=0))
             # Gauss's three-product complex multiplication (one matrix product fewer than four)
             rr, ii = x_plus @ w_r.T, x_minus @ w_i.T
-            plus, minus = rr - ii, (x_plus + x_minus) @ (w_r + w_i).T - rr - ii
-            out.append(torch.stack([plus, minus], dim=1).reshape(n_edges, 2 * degrees, channels))
+            minus = ((x_plus + x_minus) @ (w_r + w_i).T).sub_(rr).sub_(ii)
+            out += [(rr - ii).view(n_edges, degrees, channels), minus.view(n_edges, degrees, channels)]
             offset += 2 * k
         return torch.cat(out, dim=1), extra
