@@ -8,13 +8,18 @@ activation checkpointing. Each case runs in a fresh process so its
 peak memory is its own. The reference is optional; see tools/eqv2_reference.py for how to make it
 importable (PYTHONPATH).
 
-    python bench/equiformer_v2.py [--device cuda] [--repeats 3]
+    python bench/equiformer_v2.py [--device cuda] [--repeats 3] [--pairs 10]
+
+``--pairs N`` instead times only the reference and ours-compatible on one system, N times each,
+alternately, each in a fresh process, and prints the speed-up pair by pair: a shared machine's speed
+drifts by 10-30 % over minutes, and pairing adjacent runs cancels most of that drift.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -86,6 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=0, help="only alternating reference/ours runs on one system")
     parser.add_argument("--one", nargs=2, metavar=("CASE", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -98,6 +104,10 @@ def main() -> None:
     except ImportError:
         print("fairchem-core is not importable: only our conservative mode is timed (see tools/eqv2_reference.py)")
         cases = CASES[2:]
+    if args.pairs:
+        if "reference" in cases:
+            paired_speedup(args.pairs, args.device, args.repeats)
+        return
     memory = "peak GPU MB" if args.device.startswith("cuda") else "peak RSS MB"
     print(f"EquiformerV2 31M, device {args.device}, float32, median of {args.repeats}")
     print(f"{'case':31s} {'1 x 82 atoms s':>15} {memory:>12} {'8 x 82 atoms s':>15} {memory:>12}")
@@ -115,6 +125,26 @@ def main() -> None:
                 ref, ours = results["reference"][k], results[case][k]
                 if "error" not in ref and "error" not in ours:
                     print(f"speed-up of {case} over the reference, {label}: {ref['seconds'] / ours['seconds']:.2f}x")
+
+
+def paired_speedup(n_pairs: int, device: str, repeats: int) -> None:
+    """Alternate the reference and ours-compatible on one system; print each pair's speed-up, their
+    median and range, and the ratio of the median times."""
+    times: dict[str, list[float]] = {"reference": [], "ours-compatible": []}
+    for k in range(n_pairs):
+        for case, seconds in times.items():
+            result = run_isolated(__file__, [case, "1", "--device", device, "--repeats", str(repeats)])
+            if "error" in result:
+                print(f"pair {k + 1}: {case} failed: {result['error']}")
+                return
+            seconds.append(result["seconds"])
+        print(f"pair {k + 1}: reference {times['reference'][-1]:.2f} s, ours-compatible "
+              f"{times['ours-compatible'][-1]:.2f} s, {times['reference'][-1] / times['ours-compatible'][-1]:.2f}x",
+              flush=True)
+    ratios = [r / o for r, o in zip(times["reference"], times["ours-compatible"])]
+    medians = statistics.median(times["reference"]) / statistics.median(times["ours-compatible"])
+    print(f"paired speed-up, {n_pairs} pairs: median {statistics.median(ratios):.2f}x "
+          f"(range {min(ratios):.2f}-{max(ratios):.2f}x); ratio of the median times {medians:.2f}x")
 
 
 if __name__ == "__main__":
