@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -43,6 +43,10 @@ class SystemBatch:
             pbc=torch.as_tensor(np.array([a.pbc for a in systems]).reshape(-1, 3), dtype=torch.bool, device=device),
             batch=torch.repeat_interleave(torch.arange(len(systems)), sizes).to(device),
         )
+
+    def clone(self) -> SystemBatch:
+        """A copy with every tensor cloned (made outside inference mode: tensors autograd accepts)."""
+        return SystemBatch(**{f.name: getattr(self, f.name).clone() for f in fields(self)})
 
     @property
     def n_systems(self) -> int:

@@ -50,17 +50,24 @@ def predict(
     model's direct head, for ``direct_forces`` models); stress is (1/V) dE/de for a symmetric strain
     e applied to positions and cell together (r -> r (1 + e), cell -> cell (1 + e)). Both come from
     the same backward pass. ``create_graph`` keeps the graph of the derivatives, for training on forces.
+    Derivatives are computed under ``torch.inference_mode()`` too (outside it, on copies of the inputs).
 
     The network runs in ``model.dtype``; geometry (neighbour search, edge vectors, derivatives with
     respect to positions and strain, the energy sum) in the dtype of ``systems``, which may be
     higher: float64 systems with a float32 model give edge vectors rounded once from exact
     differences and energies summed in float64.
     """
+    autograd_forces = forces and not model.direct_forces
+    inference = torch.is_inference_mode_enabled() or systems.positions.is_inference() or systems.cell.is_inference()
+    if (autograd_forces or stress or create_graph) and inference:
+        # inference mode switches autograd off, which would leave every derivative zero: evaluate
+        # outside it, on copies of the inputs made there (inference tensors cannot enter autograd)
+        with torch.inference_mode(False):
+            return predict(model, systems.clone(), forces=forces, stress=stress, create_graph=create_graph)
     edge_index, shifts = radius_graph(
         systems.positions, systems.cell, systems.pbc, systems.batch, model.cutoff,
         max_neighbors=model.config.max_neighbors,
     )
-    autograd_forces = forces and not model.direct_forces
     positions = systems.positions.detach().requires_grad_(autograd_forces)
     strain = torch.zeros_like(systems.cell).requires_grad_(stress)
     deformation = torch.eye(3, dtype=strain.dtype, device=strain.device) + 0.5 * (strain + strain.transpose(1, 2))

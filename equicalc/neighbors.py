@@ -271,8 +271,15 @@ def _search(
 
 
 def _in_parallel(fn: Callable[[int], T], n: int) -> list[T]:
-    """``[fn(0), ..., fn(n - 1)]``, run on the worker threads and this one."""
-    others = [_thread_pool().submit(fn, k) for k in range(1, n)]
+    """``[fn(0), ..., fn(n - 1)]``, run on the worker threads and this one, the workers under this
+    thread's inference mode (it is per thread, and tensors made under it can only be written under it)."""
+    inference = torch.is_inference_mode_enabled()
+
+    def work(k: int) -> T:
+        with torch.inference_mode(inference):
+            return fn(k)
+
+    others = [_thread_pool().submit(work, k) for k in range(1, n)]
     return [fn(0)] + [f.result() for f in others]
 
 

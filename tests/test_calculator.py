@@ -52,6 +52,20 @@ def test_all_properties_from_one_call() -> None:
     assert atoms.get_stress().shape == (6,)
 
 
+def test_inference_mode_gives_the_same_results() -> None:
+    """Under ``torch.inference_mode()`` autograd is off; forces and stress must still be -dE/dr and
+    (1/V) dE/de, not zeros (large enough a system that the neighbour search uses worker threads)."""
+    atoms = argon(3)
+    atoms.rattle(0.05, seed=1)
+    atoms.calc = EquiCalculator("lj-argon", device="cpu")
+    expected = {name: atoms.calc.get_property(name, atoms) for name in ("energy", "forces", "stress")}
+    assert np.abs(expected["forces"]).max() > 1e-3
+    atoms.calc.reset()
+    with torch.inference_mode():
+        for name, value in expected.items():
+            assert np.array_equal(atoms.calc.get_property(name, atoms), value), name
+
+
 def test_todict_is_json_friendly() -> None:
     calc = EquiCalculator("lj-argon", device="cpu", dtype="float32")
     assert json.loads(json.dumps(calc.todict())) == {

@@ -214,9 +214,12 @@ def test_compatible_mode_uses_the_direct_force_head() -> None:
     atoms = slab()
     atoms.calc = calc
     forces = atoms.get_forces()
+    assert "stress" not in calc.results  # no backward pass for a direct-force model unless asked
     systems = SystemBatch.from_atoms(atoms, dtype=torch.float64, device="cpu")
-    out = predict(m, systems, forces=True, stress=False)
+    out = predict(m, systems, forces=True, stress=True)
     assert np.allclose(forces, out.forces.detach().numpy())
+    assert np.allclose(atoms.get_stress(voigt=False), out.stress[0].detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert np.array_equal(atoms.get_forces(), forces)
     conservative = -torch.autograd.functional.jacobian(
         lambda pos: predict(m, SystemBatch(pos, systems.numbers, systems.cell, systems.pbc, systems.batch),
                             forces=False, stress=False).energy.sum(),

@@ -74,6 +74,18 @@ def test_pairs_finished_in_many_blocks_match_ase(kind: str, monkeypatch: pytest.
         assert our_pairs([atoms], 3.0, torch.float64)[0] == ase_pairs(atoms, 3.0)
 
 
+def test_inference_mode_gives_the_same_pairs() -> None:
+    """Under ``torch.inference_mode()`` (thread-local) the pairs finished on worker threads are
+    written into inference tensors: the result equals ASE's, in batches and for one system."""
+    rng = np.random.default_rng(11)
+    systems = [random_system(rng, "bulk", n_atoms=300) for _ in range(3)]
+    with torch.inference_mode():
+        batched = our_pairs(systems, 4.0, torch.float64)
+        single = our_pairs(systems[:1], 4.0, torch.float64)[0]
+    assert batched == [ase_pairs(atoms, 4.0) for atoms in systems]
+    assert single == batched[0]
+
+
 def test_small_cell_sees_own_images() -> None:
     """One atom in a 2 Å cubic cell with a 5 Å cutoff: every image within 5 Å is a neighbour."""
     atoms = Atoms("H", positions=[[0.3, 0.2, 0.1]], cell=np.eye(3) * 2.0, pbc=True)
