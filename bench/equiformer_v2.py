@@ -80,9 +80,12 @@ def measure(case: str, batch: int, device: str, repeats: int) -> dict:
                 reference(data)["forces"].sum().item()
     else:
         batch_systems = SystemBatch.from_atoms(atoms, dtype=torch.float32, device=device)
+        # as our calculator runs a direct-force model: forward only, in inference mode
+        mode = torch.inference_mode if case == "ours-compatible" else torch.enable_grad
 
         def run() -> None:
-            predict(model, batch_systems, forces=True, stress=False).forces.sum().item()
+            with mode():
+                predict(model, batch_systems, forces=True, stress=False).forces.sum().item()
 
     return time_and_memory(run, repeats, device)
 
