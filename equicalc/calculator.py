@@ -27,7 +27,9 @@ class EquiCalculator(Calculator):
     cell, ``stress`` = (1/V) dE/de in Voigt order (xx, yy, zz, yz, xz, xy) [eV/Å³], ASE's sign.
     Results are cached the ASE way: MD integrators, optimizers and loggers cost one model call per
     step. ``parameters["forces"]`` says where forces come from: ``"conservative"`` (-dE/dr) or
-    ``"direct"`` (a force head, as in reference-compatible EquiformerV2; a warning says so).
+    ``"direct"`` (a force head, as in reference-compatible EquiformerV2; a warning says so). A
+    direct-force model needs no backward pass for its forces: it runs the forward pass alone until a
+    caller first asks for stress, and from then on fills stress with every call.
 
     Args:
         model: a :class:`potentials.Potential`, a checkpoint path, or a registered model name
@@ -56,6 +58,7 @@ class EquiCalculator(Calculator):
         **kwargs: Any,
     ) -> None:
         self.model, label = resolve_model(model)
+        self._stress_asked = False  # has a caller asked for stress yet (see calculate)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.model.to(device=self.device, dtype=self.dtype).eval()
@@ -81,8 +84,10 @@ class EquiCalculator(Calculator):
         if "stress" in properties and not stress:
             raise PropertyNotImplementedError("stress needs a periodic system with a 3-D cell of non-zero volume")
         # stress comes with the forces' backward pass for free; a direct-force model has no backward
-        # pass unless asked for stress, so it computes stress only then (twice as fast without)
-        stress = stress and ("stress" in properties or not self.model.direct_forces)
+        # pass without it, so it computes stress only once a caller has asked for it (from then on
+        # with every call: cell filters and barostats ask for forces, then stress, every step)
+        self._stress_asked = self._stress_asked or "stress" in properties
+        stress = stress and (self._stress_asked or not self.model.direct_forces)
         derivatives = stress or not self.model.direct_forces
         with torch.inference_mode(not derivatives):  # nothing to differentiate: no autograd bookkeeping
             out = predict(self.model, systems, forces=True, stress=stress)
