@@ -18,6 +18,7 @@ drifts by 10-30 % over minutes, and pairing adjacent runs cancels most of that d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -81,7 +82,7 @@ def measure(case: str, batch: int, device: str, repeats: int) -> dict:
     else:
         batch_systems = SystemBatch.from_atoms(atoms, dtype=torch.float32, device=device)
         # as our calculator runs a direct-force model: forward only, in inference mode
-        mode = torch.inference_mode if case == "ours-compatible" else torch.enable_grad
+        mode = torch.inference_mode if case == "ours-compatible" else contextlib.nullcontext
 
         def run() -> None:
             with mode():

@@ -89,14 +89,14 @@ def radius_graph(
         n_images = np.ceil(margin).astype(np.int64) * host_pbc
 
         batch = batch.to(device)
+        single = len(host_cell) == 1  # one system: no per-atom or per-image system lookups
+        system = slice(None) if single else batch.cpu().numpy()  # per-system rows: broadcast or gathered
         cell = torch.from_numpy(host_cell).to(device)
         frac = _transform(pos, torch.from_numpy(inverse).to(device), batch)
         # whole cells each atom sits away from its home cell
-        wrap = torch.floor(frac) * _per_atom(torch.from_numpy(host_pbc).to(device), batch)
+        wrap = torch.floor(frac) * torch.from_numpy(host_pbc[system]).to(device)
         wrapped = pos - _transform(wrap, cell, batch)
 
-        single = len(host_cell) == 1  # one system: no per-atom or per-image system lookups
-        system = slice(None) if single else batch.cpu().numpy()  # per-system rows: broadcast or gathered
         atom, shift = _images((frac - wrap).cpu().numpy(), margin[system], n_images[system])
         image_atom, image_shift = torch.from_numpy(atom).to(device), torch.from_numpy(shift).to(device)
         image_batch = None if single else batch.index_select(0, image_atom)
@@ -161,11 +161,6 @@ def _output(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) ->
     with contextlib.suppress(OSError):  # a kernel built without them: ordinary pages
         memory.madvise(mmap.MADV_HUGEPAGE)
     return torch.frombuffer(memory, dtype=dtype).view(shape)
-
-
-def _per_atom(table: Tensor, system: Tensor) -> Tensor:
-    """Rows of a per-system ``table`` for atoms of the given ``system`` (broadcast when there is one)."""
-    return table if table.shape[0] == 1 else table.index_select(0, system)
 
 
 def _transform(vectors: Tensor, matrices: Tensor, system: Tensor | None) -> Tensor:
