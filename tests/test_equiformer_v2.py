@@ -118,19 +118,28 @@ def test_grid_projections_equal_e3nn(mmax: int | None) -> None:
     assert (grid.from_grid(values) - back).abs().max() < 1e-12
 
 
-def test_grid_silu_in_blocks_matches_the_whole_grid(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The blocked S2-grid SiLU equals projecting the whole grid, and its recomputing backward pass
-    (and the double backward used when training on forces) matches finite differences."""
+def test_grid_maps_in_blocks_match_the_whole_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The blocked S2-grid SiLU and pointwise maps equal projecting the whole grid; the SiLU's
+    recomputing backward pass (and the double backward used when training on forces) and the
+    pointwise map's derivatives match finite differences."""
     from potentials.equiformer_v2 import layers
 
     layout = CoefficientLayout(3, 2)
     grid = layers.S2Grid(3, 8, layout)
     x = torch.randn(7, layout.n_reduced, 2, dtype=torch.float64, requires_grad=True)
-    whole = grid.from_grid(torch.nn.functional.silu(grid.to_grid(x)))
+    mix = torch.randn(2, 2, dtype=torch.float64)
+
+    def channel_mlp(values: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(torch.nn.functional.silu(values) @ mix)
+
+    whole_silu = grid.from_grid(torch.nn.functional.silu(grid.to_grid(x)))
+    whole_mlp = grid.from_grid(channel_mlp(grid.to_grid(x)))
     monkeypatch.setitem(layers._GRID_BLOCK, "cpu", 2 * 64 * 2)  # two rows per block: four blocks
-    assert (grid.silu(x) - whole).abs().max() < 1e-14
+    assert (grid.silu(x) - whole_silu).abs().max() < 1e-14
+    assert (grid.pointwise(x, channel_mlp) - whole_mlp).abs().max() < 1e-14
     assert torch.autograd.gradcheck(grid.silu, (x,))
     assert torch.autograd.gradgradcheck(grid.silu, (x,))
+    assert torch.autograd.gradgradcheck(lambda v: grid.pointwise(v, channel_mlp), (x,))
 
 
 @pytest.mark.parametrize("norm", NORMS)

@@ -137,8 +137,7 @@ class FeedForward(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         gate = self.scalar_mlp(x[:, 0])
         first, act, middle, _, last = self.grid_mlp
-        grid = self.grid.to_grid(first(self.linear_1(x)))
-        h = last(self.grid.from_grid(act(middle(act(grid)))))
+        h = last(self.grid.pointwise(first(self.linear_1(x)), lambda grid: act(middle(act(grid)))))
         return self.linear_2(torch.cat([gate[:, None], h[:, 1:]], dim=1))
 
     def scalar(self, x: Tensor) -> Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from e3nn import o3
@@ -69,8 +70,8 @@ class GaussianBasis(nn.Module):
 
 
 def smooth_leaky_relu(x: Tensor, negative_slope: float = 0.2) -> Tensor:
-    """f(x) = (1 + a)/2 x + (1 - a)/2 x (2 sigmoid(x) - 1): a smooth leaky ReLU."""
-    return 0.5 * (1 + negative_slope) * x + 0.5 * (1 - negative_slope) * x * (2 * torch.sigmoid(x) - 1)
+    """f(x) = (1 + a)/2 x + (1 - a)/2 x (2 sigmoid(x) - 1) = x (a + (1 - a) sigmoid(x)): a smooth leaky ReLU."""
+    return x * (negative_slope + (1 - negative_slope) * torch.sigmoid(x))
 
 
 class S2Grid(nn.Module):
@@ -110,20 +111,37 @@ class S2Grid(nn.Module):
         """``(N, P, C)`` -> ``(N, n_coeff, C)``."""
         return _contract(self.constants.get("from_lon", grid), self.constants.get("from_lat", grid), grid)
 
+    def pointwise(self, x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+        """``from_grid(fn(to_grid(x)))`` for ``(N, n_coeff, C)`` and a map ``fn`` of each grid point's
+        C channels to C channels, evaluated a few rows at a time so that each block's grid stays in cache."""
+        return _blockwise(fn, x, *(self.constants.get(name, x) for name in _NAMES))
+
     def silu(self, x: Tensor) -> Tensor:
         """``from_grid(SiLU(to_grid(x)))`` for ``(N, n_coeff, C)``, without keeping the grid values.
 
         The grid has P / n_coeff times more numbers than ``x`` (17x for L = 4, M = 2): it is
         evaluated a few rows at a time, so it stays in cache, and recomputed in the backward pass.
         """
-        names = ("to_lat", "to_lon", "from_lon", "from_lat")
-        return _GridSiLU.apply(x, *(self.constants.get(name, x) for name in names))
+        return _GridSiLU.apply(x, *(self.constants.get(name, x) for name in _NAMES))
 
     def separable_activation(self, scalars: Tensor, x: Tensor) -> Tensor:
         """SiLU on the sphere for l > 0, with the l = 0 channel replaced by SiLU(``scalars``) ``(N, C)``."""
         out = self.silu(x)
         out[:, 0] = torch.nn.functional.silu(scalars)
         return out
+
+
+#: the constants of a projection and its reverse, in the order :func:`_blockwise` takes them
+_NAMES = ("to_lat", "to_lon", "from_lon", "from_lat")
+
+
+def _blockwise(fn: Callable[[Tensor], Tensor], x: Tensor, to_lat: Tensor, to_lon: Tensor, from_lon: Tensor,
+               from_lat: Tensor) -> Tensor:
+    """:func:`_contract` of ``fn`` of :func:`_expand` of ``x`` ``(N, n, C)``, a block of rows at a time."""
+    out = x.new_empty(x.shape)
+    for rows in _row_blocks(x, _points(to_lat, to_lon)):
+        out[rows] = _contract(from_lon, from_lat, fn(_expand(to_lat, to_lon, x[rows])))
+    return out
 
 
 def _expand(lat: Tensor, lon: Tensor, x: Tensor) -> Tensor:
@@ -160,11 +178,7 @@ class _GridSiLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, to_lat: Tensor, to_lon: Tensor, from_lon: Tensor, from_lat: Tensor) -> Tensor:
         ctx.save_for_backward(x, to_lat, to_lon, from_lon, from_lat)
-        out = x.new_empty(x.shape)
-        for rows in _row_blocks(x, _points(to_lat, to_lon)):
-            grid = torch.nn.functional.silu(_expand(to_lat, to_lon, x[rows]), inplace=True)
-            _contract(from_lon, from_lat, grid, out=out[rows])
-        return out
+        return _blockwise(lambda grid: torch.nn.functional.silu(grid, inplace=True), x, to_lat, to_lon, from_lon, from_lat)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
