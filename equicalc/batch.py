@@ -57,10 +57,11 @@ class SystemBatch:
         present = torch.unique(self.numbers).tolist()
         unknown = sorted(set(present) - set(elements))
         if unknown:
-            names = ", ".join(f"{_symbol(z)} (Z={z})" for z in unknown)
-            known = " ".join(_symbol(z) for z in elements) if len(elements) < 30 else f"{len(elements)} elements"
+            names = ", ".join(f"{symbol(z)} (Z={z})" for z in unknown)
+            known = " ".join(symbol(z) for z in elements) if len(elements) < 30 else f"{len(elements)} elements"
             raise ValueError(f"model {model_name!r} does not know element(s) {names}; it supports {known}")
 
 
-def _symbol(z: int) -> str:
+def symbol(z: int) -> str:
+    """The chemical symbol of atomic number ``z`` ('?' outside the periodic table)."""
     return chemical_symbols[z] if 0 <= z < len(chemical_symbols) else "?"

@@ -16,7 +16,8 @@ from potentials import Potential
 
 from .batch import SystemBatch
 from .evaluate import has_stress, predict
-from .models import resolve_device, resolve_dtype, resolve_model
+from .models import prepare_model, resolve_device, resolve_dtype, resolve_model
+from .neighbors import check_geometry
 
 
 class EquiCalculator(Calculator):
@@ -33,7 +34,8 @@ class EquiCalculator(Calculator):
 
     Args:
         model: a :class:`potentials.Potential`, a checkpoint path, or a registered model name
-            (``potentials.available_models()``).
+            (``potentials.available_models()``). A model the caller passes is never changed: when
+            it is not already on ``device``, in ``dtype`` and in eval mode, the calculator uses a copy.
         device: ``'cpu'``, ``'cuda'``, ``'cuda:N'`` or ``'auto'`` (CUDA when available).
         dtype: the network's precision: ``'float64'`` (default; relaxations, phonons, tight energy
             conservation) or ``'float32'`` (faster). Geometry is float64 either way: neighbour
@@ -57,11 +59,11 @@ class EquiCalculator(Calculator):
         dtype: str | torch.dtype = "float64",
         **kwargs: Any,
     ) -> None:
-        self.model, label = resolve_model(model)
+        resolved, label = resolve_model(model)
         self._stress_asked = False  # has a caller asked for stress yet (see calculate)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
-        self.model.to(device=self.device, dtype=self.dtype).eval()
+        self.model = prepare_model(resolved, self.device, self.dtype, owned=resolved is not model)
         forces = "direct" if self.model.direct_forces else "conservative"
         if forces == "direct":
             warnings.warn(
@@ -79,7 +81,7 @@ class EquiCalculator(Calculator):
         properties = properties or ["energy"]
         super().calculate(atoms, properties, system_changes)
         systems = SystemBatch.from_atoms(self.atoms, dtype=torch.float64, device=self.device)
-        systems.check_elements(self.model.elements, self.parameters["model"])
+        check_geometry(systems.positions, systems.cell, systems.pbc)  # bad geometry: ValueError, whatever is asked
         stress = bool(has_stress(systems.cell, systems.pbc).all())
         if "stress" in properties and not stress:
             raise PropertyNotImplementedError("stress needs a periodic system with a 3-D cell of non-zero volume")

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from potentials import AtomGraph, Potential
 
-from .batch import SystemBatch
+from .batch import SystemBatch, symbol
 from .neighbors import radius_graph
 
 
@@ -29,6 +29,30 @@ class Prediction:
     energies: Tensor
     forces: Tensor | None = None
     stress: Tensor | None = None
+
+
+#: atoms closer than this are taken to sit at one place [Å]
+COINCIDENCE_TOLERANCE = 1e-6
+
+
+def _refuse_coincident_atoms(graph: AtomGraph, edge_index: Tensor, shifts: Tensor) -> None:
+    """Raise ``ValueError`` naming the first pair of atoms (or an atom and a periodic image of another)
+    closer than ``COINCIDENCE_TOLERANCE``: no model has a finite, meaningful energy there."""
+    close = torch.nonzero(graph.edge_lengths.detach() < COINCIDENCE_TOLERANCE).flatten()
+    if close.numel() == 0:
+        return
+    e = int(close[0])
+    i, j = sorted(edge_index[:, e].tolist())
+    system = int(graph.batch[i])
+    first = int(torch.searchsorted(graph.batch, system))
+    z = graph.numbers.tolist()
+    where = f"system {system}: " if graph.n_systems > 1 else ""
+    shift = shifts[e].tolist()
+    image = f" through a periodic image (cell shift {tuple(shift)})" if any(shift) else ""
+    raise ValueError(
+        f"{where}atoms {i - first} ({symbol(z[i])}) and {j - first} ({symbol(z[j])}) coincide{image}: "
+        f"closer than {COINCIDENCE_TOLERANCE} Å"
+    )
 
 
 def has_stress(cell: Tensor, pbc: Tensor) -> Tensor:
@@ -56,7 +80,12 @@ def predict(
     respect to positions and strain, the energy sum) in the dtype of ``systems``, which may be
     higher: float64 systems with a float32 model give edge vectors rounded once from exact
     differences and energies summed in float64.
+
+    Raises:
+        ValueError: an element the model does not know, atoms that coincide (also through a
+            periodic image), non-finite positions or cell, a degenerate periodic cell.
     """
+    systems.check_elements(model.elements, str(model.metadata.get("name", model.architecture)))
     autograd_forces = forces and not model.direct_forces
     inference = torch.is_inference_mode_enabled() or systems.positions.is_inference() or systems.cell.is_inference()
     if (autograd_forces or stress or create_graph) and inference:
@@ -66,7 +95,7 @@ def predict(
             return predict(model, systems.clone(), forces=forces, stress=stress, create_graph=create_graph)
     edge_index, shifts = radius_graph(
         systems.positions, systems.cell, systems.pbc, systems.batch, model.cutoff,
-        max_neighbors=model.config.max_neighbors,
+        max_neighbors=model.config.max_neighbors, strict=model.config.enforce_max_neighbors_strictly,
     )
     positions = systems.positions.detach().requires_grad_(autograd_forces)
     strain = torch.zeros_like(systems.cell).requires_grad_(stress)
@@ -81,6 +110,7 @@ def predict(
         shifts=shifts.to(systems.positions.dtype),
         dtype=model.dtype,
     )
+    _refuse_coincident_atoms(graph, edge_index, shifts)
     # gradients only where derivatives are asked for, or for a model being trained
     with torch.set_grad_enabled(autograd_forces or stress or create_graph or model.training):
         out = model(graph)

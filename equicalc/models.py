@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
+import copy
 import os
-from pathlib import Path
 
 import torch
 
-from potentials import Potential, available_models, load_checkpoint, load_model
+from potentials import Potential, load_potential
 
 
 def resolve_model(spec: Potential | str | os.PathLike) -> tuple[Potential, str]:
     """Return the model and a short JSON-friendly label for it.
 
     ``spec`` is a :class:`potentials.Potential`, the path of a checkpoint file, or the name of a
-    registered model (see :func:`potentials.available_models`).
+    registered model (see :func:`potentials.load_potential`).
     """
-    if isinstance(spec, Potential):
-        return spec, str(spec.metadata.get("name", spec.architecture))
-    if isinstance(spec, (str, os.PathLike)):
-        if str(spec) in available_models():
-            return load_model(str(spec)), str(spec)
-        path = Path(spec)
-        if path.is_file():
-            return load_checkpoint(path), str(path)
-        raise ValueError(
-            f"{str(spec)!r} is neither a checkpoint file nor a registered model "
-            f"(available: {', '.join(available_models())})"
-        )
-    raise TypeError(f"model must be a Potential, a checkpoint path or a model name, not {type(spec).__name__}")
+    model = load_potential(spec)
+    label = str(model.metadata.get("name", model.architecture)) if isinstance(spec, Potential) else str(spec)
+    return model, label
+
+
+def prepare_model(model: Potential, device: torch.device, dtype: torch.dtype, *, owned: bool) -> Potential:
+    """``model`` on ``device`` in ``dtype`` and in eval mode, never changing a model its caller holds.
+
+    A model the caller does not otherwise hold (``owned``, e.g. just loaded from a checkpoint) is
+    converted in place; a caller's model is used as it is when it already matches, else copied first.
+    """
+    if not owned and (model.device != device or model.dtype != dtype or model.training):
+        model = copy.deepcopy(model)
+    return model.to(device=device, dtype=dtype).eval()
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -7,13 +7,14 @@ __version__ = "0.1.0"
 
 from . import named_models as _named_models  # noqa: F401  (registers the named models)
 from .base import Potential, PotentialConfig
-from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, read_checkpoint, register_checkpoint_format, save_checkpoint
 from .egnn import EGNN, EGNNConfig
 from .equiformer_v2 import EquiformerV2, EquiformerV2Config
 from .errors import CheckpointError, ConfigError
 from .graph import AtomGraph
 from .lj import LennardJones, LennardJonesConfig
 from .registry import architectures, available_models, build, load_model
+from .resolve import load_potential
 from .sake import SAKE, SAKEConfig
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "build",
     "load_checkpoint",
     "load_model",
+    "load_potential",
     "read_checkpoint",
+    "register_checkpoint_format",
     "save_checkpoint",
 ]

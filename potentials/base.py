@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -27,12 +28,17 @@ class PotentialConfig:
             every atom's output; zeros when omitted.
         max_neighbors: keep only this many nearest neighbours per atom in the graph (None: all
             within the cutoff; a finite cap makes the energy discontinuous).
+        enforce_max_neighbors_strictly: with a cap, keep exactly ``max_neighbors`` edges per atom
+            (fairchem 1.x's default, which parity with its checkpoints needs) when True; when False,
+            also keep every neighbour tied with the ``max_neighbors``-th nearest, so a shell of
+            equidistant neighbours is kept whole and symmetry-equivalent atoms stay equivalent.
     """
 
     cutoff: float
     elements: tuple[int, ...]
     atomic_energies: tuple[float, ...] | None = None
     max_neighbors: int | None = None
+    enforce_max_neighbors_strictly: bool = False
 
     def __post_init__(self) -> None:
         self.elements = tuple(int(z) for z in self.elements)
@@ -40,8 +46,9 @@ class PotentialConfig:
             raise ConfigError(f"elements must be a non-empty list of distinct atomic numbers, got {self.elements}")
         if any(not 1 <= z <= MAX_Z for z in self.elements):
             raise ConfigError(f"elements must lie in 1..{MAX_Z}, got {self.elements}")
-        if not self.cutoff > 0:
-            raise ConfigError(f"cutoff must be positive, got {self.cutoff}")
+        if not isinstance(self.cutoff, (int, float)) or not 0 < self.cutoff < math.inf:
+            raise ConfigError(f"cutoff must be positive and finite [Å], got {self.cutoff!r}")
+        self.cutoff = float(self.cutoff)
         if self.max_neighbors is not None and self.max_neighbors < 1:
             raise ConfigError(f"max_neighbors must be positive or None, got {self.max_neighbors}")
         if self.atomic_energies is not None:
@@ -50,6 +57,8 @@ class PotentialConfig:
                 raise ConfigError(
                     f"atomic_energies has {len(self.atomic_energies)} values for {len(self.elements)} elements"
                 )
+            if not all(math.isfinite(e) for e in self.atomic_energies):
+                raise ConfigError(f"atomic_energies must be finite, got {self.atomic_energies}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy (tuples become lists)."""
@@ -89,13 +98,31 @@ class Potential(nn.Module):
         species = torch.full((MAX_Z + 1,), -1, dtype=torch.long)
         species[list(config.elements)] = torch.arange(len(config.elements))
         self.register_buffer("species_of_z", species, persistent=False)
+        # the network's precision, followed by model.to(dtype): an empty tensor that .to() converts
+        self.register_buffer("_precision", torch.empty(0), persistent=False)
         energies = config.atomic_energies or (0.0,) * len(config.elements)
-        self.register_buffer("atomic_energies", torch.tensor(energies, dtype=torch.get_default_dtype()))
+        self.register_buffer("atomic_energies", torch.tensor(energies, dtype=torch.float64))
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Potential:
+        """``nn.Module._apply`` (behind ``.to``, ``.double()``, ``.cuda()``) keeping ``atomic_energies``
+        in float64: reference energies of thousands of eV must not be rounded to the network's float32."""
+        energies = self._buffers.pop("atomic_energies")
+        try:
+            super()._apply(fn, recurse)
+        finally:
+            self._buffers["atomic_energies"] = energies
+        self._buffers["atomic_energies"] = energies.to(device=fn(energies).device)
+        return self
 
     @property
     def dtype(self) -> torch.dtype:
         """Floating-point type of the network (set with ``model.to(dtype)``)."""
-        return self.atomic_energies.dtype
+        return self._precision.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the network (set with ``model.to(device)``)."""
+        return self._precision.device
 
     @property
     def cutoff(self) -> float:
@@ -108,19 +135,36 @@ class Potential(nn.Module):
         return self.config.elements
 
     def species(self, numbers: Tensor) -> Tensor:
-        """Map atomic numbers ``(n_atoms,)`` to indices into ``elements`` ``(n_atoms,)``."""
-        return self.species_of_z[numbers]
+        """Map atomic numbers ``(n_atoms,)`` to indices into ``elements`` ``(n_atoms,)``.
 
-    def reference_energies(self, numbers: Tensor) -> Tensor:
-        """Per-atom reference energies ``(n_atoms,)`` [eV]."""
-        return self.atomic_energies[self.species(numbers)]
+        Raises:
+            ValueError: an atomic number the model does not support (named, with the supported ones).
+        """
+        species = self.species_of_z[numbers.clamp(0, MAX_Z)]
+        unknown = (species < 0) | (numbers != numbers.clamp(0, MAX_Z))
+        if bool(unknown.any()):
+            name = self.metadata.get("name", self.architecture)
+            raise ValueError(
+                f"model {name!r} does not know atomic number(s) {sorted(set(numbers[unknown].tolist()))}; "
+                f"it supports {list(self.elements)}"
+            )
+        return species
+
+    def with_reference_energies(self, graph: AtomGraph, energies: Tensor) -> Tensor:
+        """Per-atom energies ``(n_atoms,)`` [eV]: the network's ``energies`` plus each atom's reference
+        energy, summed in the geometry's dtype (``graph.positions``), whatever the network's precision,
+        from the reference energies kept in float64."""
+        dtype = graph.positions.dtype
+        return energies.to(dtype) + self.atomic_energies.to(dtype)[self.species(graph.numbers)]
 
     def relative_to_isolated(self, graph: AtomGraph, node_outputs: Callable[[AtomGraph], Tensor]) -> Tensor:
         """Per-atom energies ``(n_atoms,)`` [eV] from a network's raw per-atom outputs.
 
         E_i = f(graph)_i - f(isolated Z_i) + E_ref(Z_i): the network ``node_outputs`` is also run on
         one isolated atom (no edges) of each element and its output subtracted, so an atom with no
-        neighbours has exactly its reference energy.
+        neighbours has its reference energy. For such an atom the difference is zero in exact
+        arithmetic and is set to exactly zero (a float32 network would leave ~1e-8 eV of rounding,
+        as its matrix products round differently for batches of different sizes).
         """
         n = len(self.elements)
         isolated = AtomGraph(
@@ -133,8 +177,10 @@ class Potential(nn.Module):
             shifts=graph.shifts.new_zeros((0, 3)),
             dtype=graph.dtype,
         )
-        species = self.species(graph.numbers)
-        return node_outputs(graph) - node_outputs(isolated)[species] + self.atomic_energies[species]
+        relative = node_outputs(graph) - node_outputs(isolated)[self.species(graph.numbers)]
+        bonded = torch.zeros_like(graph.numbers, dtype=torch.bool).index_fill_(0, graph.edge_index[0], True)
+        relative = torch.where(bonded, relative, torch.zeros_like(relative))
+        return self.with_reference_energies(graph, relative)
 
     def forward(self, graph: AtomGraph) -> dict[str, Tensor]:
         """Evaluate the model.

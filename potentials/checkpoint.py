@@ -7,14 +7,20 @@ Layout (format version 1)::
 
     {"format": "equicalc-checkpoint", "format_version": 1,
      "architecture": str, "config": dict, "state_dict": dict[str, Tensor],
+     "dtype": "float32" | "float64",   # the network's precision (optional: else that of the weights)
      "metadata": {"name", "version", "cutoff", "elements", "energy_unit", "length_unit",
                   "training": dict, ...}}
+
+A model comes back in the precision it was saved in, bit for bit. Other checkpoint formats plug in
+with :func:`register_checkpoint_format` (the fairchem 1.x importer registers itself); whatever part
+of a file is malformed, opening it raises :class:`CheckpointError`.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +32,34 @@ from .registry import build
 
 FORMAT = "equicalc-checkpoint"
 FORMAT_VERSION = 1
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+#: other formats: name -> (does this payload have the format?, build the model from payload and source)
+_FORMATS: dict[str, tuple[Callable[[Any], bool], Callable[[dict, str], Potential]]] = {}
+
+
+def register_checkpoint_format(
+    name: str, detect: Callable[[Any], bool], load: Callable[[dict, str], Potential]
+) -> None:
+    """Teach :func:`load_checkpoint` another checkpoint format.
+
+    Args:
+        name: the format's name, for messages.
+        detect: True for a payload (what ``torch.load(weights_only=True)`` returned) of this format;
+            must not raise.
+        load: builds the model from the payload and a source label (the path); raises
+            :class:`CheckpointError` for a payload it cannot use (any other exception is turned into one).
+    """
+    _FORMATS[name] = (detect, load)
 
 
 def save_checkpoint(
     model: Potential, path: str | os.PathLike, *, name: str | None = None, training: dict[str, Any] | None = None
 ) -> Path:
-    """Write ``model`` to ``path``; ``training`` is a free-form, JSON-friendly summary."""
+    """Write ``model`` to ``path``; ``training`` is a free-form, JSON-friendly summary.
+
+    The weights are stored in the model's precision (``model.dtype``), the reference energies in float64.
+    """
     from . import __version__
 
     metadata = {
@@ -49,6 +77,7 @@ def save_checkpoint(
         "architecture": model.architecture,
         "config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "dtype": str(model.dtype).removeprefix("torch."),
         "metadata": metadata,
     }
     path = Path(path)
@@ -84,10 +113,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _validated(payload: Any, path: Path) -> dict[str, Any]:
+    """The payload, once every entry has the type the format says; else :class:`CheckpointError`."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is not an equicalc checkpoint (no '{FORMAT}' format tag) nor a fairchem 1.x EquiformerV2 one"
-        )
+        known = " nor ".join(["an equicalc checkpoint (no 'equicalc-checkpoint' format tag)", *_FORMATS])
+        raise CheckpointError(f"{path} is not {known}")
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
@@ -96,30 +125,64 @@ def _validated(payload: Any, path: Path) -> dict[str, Any]:
     missing = {"architecture", "config", "state_dict", "metadata"} - payload.keys()
     if missing:
         raise CheckpointError(f"{path} lacks the entries {sorted(missing)}")
+    expected = {"architecture": str, "config": dict, "state_dict": dict, "metadata": dict}
+    for key, kind in expected.items():
+        if not isinstance(payload[key], kind):
+            raise CheckpointError(f"{path}: entry {key!r} is a {type(payload[key]).__name__}, not a {kind.__name__}")
+    bad = [k for k, v in payload["state_dict"].items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+    if bad:
+        raise CheckpointError(f"{path}: state_dict entries {bad[:5]} are not named tensors")
+    if payload.get("dtype", "float32") not in _DTYPES:
+        raise CheckpointError(f"{path}: dtype {payload['dtype']!r} is not one of {sorted(_DTYPES)}")
     return payload
 
 
+def _saved_dtype(payload: dict[str, Any]) -> torch.dtype:
+    """The network precision a checkpoint was saved in: its ``dtype`` entry, else that of its weights."""
+    if "dtype" in payload:
+        return _DTYPES[payload["dtype"]]
+    weights = {v.dtype for k, v in payload["state_dict"].items() if v.is_floating_point() and k != "atomic_energies"}
+    return weights.pop() if len(weights) == 1 else torch.get_default_dtype()
+
+
 def load_checkpoint(path: str | os.PathLike) -> Potential:
-    """Rebuild the model stored at ``path`` (on CPU, in eval mode); ``model.metadata`` holds its metadata.
+    """Rebuild the model stored at ``path`` (on CPU, in eval mode, in the precision it was saved in);
+    ``model.metadata`` holds its metadata.
 
-    Reads equicalc checkpoints and fairchem 1.x EquiformerV2 checkpoints (as compatible-mode models).
+    Reads equicalc checkpoints and every registered format (:func:`register_checkpoint_format`;
+    fairchem 1.x EquiformerV2 checkpoints as compatible-mode models).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: a corrupt or foreign file, pickled code, or any malformed entry.
     """
-    from .equiformer_v2.fairchem_import import is_fairchem_checkpoint, load_fairchem
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     payload = _safe_load(path)
-    if is_fairchem_checkpoint(payload):
-        return load_fairchem(payload, str(path))
+    for name, (detect, load) in _FORMATS.items():
+        if detect(payload):
+            return _checked(lambda: load(payload, str(path)), f"{path} ({name})")
     payload = _validated(payload, path)
-    try:
-        model = build(payload["architecture"], payload["config"])
-    except ConfigError as err:
-        raise CheckpointError(f"{path}: {err}") from None
+    return _checked(lambda: _build(payload), str(path))
+
+
+def _build(payload: dict[str, Any]) -> Potential:
+    """The model of a validated equicalc payload."""
+    model = build(payload["architecture"], payload["config"]).to(_saved_dtype(payload))
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not match the stored configuration: {err}") from None
+        raise CheckpointError(f"weights do not match the stored configuration: {err}") from None
     model.metadata = payload["metadata"]
     return model.eval()
+
+
+def _checked(load: Callable[[], Potential], source: str) -> Potential:
+    """``load()``, with any error a malformed payload can cause reported as :class:`CheckpointError`."""
+    try:
+        return load()
+    except CheckpointError as err:
+        raise CheckpointError(f"{source}: {err}") from None
+    except (ConfigError, TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError) as err:
+        raise CheckpointError(f"{source}: malformed checkpoint ({type(err).__name__}: {err})") from None

@@ -49,7 +49,10 @@ def available_models() -> dict[str, str]:
 
 
 def load_model(name: str) -> Potential:
-    """Build the named model; raises :class:`ConfigError` for an unknown name."""
+    """Build the named model (``model.metadata["name"]`` is ``name``); raises :class:`ConfigError` for an
+    unknown name."""
     if name not in _MODELS:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(available_models()) or 'none'}")
-    return _MODELS[name][0]()
+    model = _MODELS[name][0]()
+    model.metadata.setdefault("name", name)
+    return model

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..checkpoint import register_checkpoint_format
 from ..errors import CheckpointError
 from .model import EquiformerV2, EquiformerV2Config
 
@@ -27,7 +28,6 @@ _SUPPORTED = {
     "distance_function": ("gaussian", "gaussian"), "use_s2_act_attn": (False, False),
     "use_attn_renorm": (True, True), "use_grid_mlp": (False, True), "use_sep_s2_act": (True, True),
     "use_gate_act": (False, False), "use_energy_lin_ref": (False, False),
-    "enforce_max_neighbors_strictly": (True, True),
 }
 _RENAMES = [
     (r"^edge_degree_embedding\.(source|target)_embedding", r"edge_degree.edge_features.\1_embedding"),
@@ -83,6 +83,7 @@ def config_from_fairchem(payload: dict) -> EquiformerV2Config:
         mode="compatible",
         cutoff=float(model.get("max_radius", 5.0)),
         max_neighbors=int(model.get("max_neighbors", 500)),
+        enforce_max_neighbors_strictly=bool(model.get("enforce_max_neighbors_strictly", True)),
         elements=tuple(range(1, n_elements)),
         num_layers=int(model.get("num_layers", 12)),
         lmax=int(lmax[0]),
@@ -152,9 +153,12 @@ def load_fairchem(payload: dict, source: str) -> EquiformerV2:
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise CheckpointError(f"{source}: weights do not match an EquiformerV2 of this configuration: {err}") from None
+        raise CheckpointError(f"weights do not match an EquiformerV2 of this configuration: {err}") from None
     offsets = next((v for k, v in payload["state_dict"].items() if k.endswith("distance_expansion.offset")), None)
-    if offsets is not None and not torch.allclose(offsets.to(model.distance.offsets), model.distance.offsets):
-        raise CheckpointError(f"{source}: its distance basis differs from 600 Gaussians on [0, {config.cutoff}] Å")
+    if offsets is not None and not torch.allclose(offsets, model.distance.constants.get("offsets", offsets)):
+        raise CheckpointError(f"its distance basis differs from 600 Gaussians on [0, {config.cutoff}] Å")
     model.metadata = {"name": source, "format": "fairchem-1.x", "predicts": "what the checkpoint was trained on"}
     return model.eval()
+
+
+register_checkpoint_format("a fairchem 1.x EquiformerV2 checkpoint", is_fairchem_checkpoint, load_fairchem)

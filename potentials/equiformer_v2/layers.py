@@ -61,12 +61,12 @@ class GaussianBasis(nn.Module):
 
     def __init__(self, cutoff: float, num: int, width: float = 2.0) -> None:
         super().__init__()
-        offsets = torch.linspace(0.0, cutoff, num)
-        self.register_buffer("offsets", offsets, persistent=False)
+        offsets = torch.linspace(0.0, cutoff, num, dtype=torch.float64)
+        self.constants = Float64Constants(offsets=offsets)
         self.coeff = -0.5 / (width * (offsets[1] - offsets[0]).item()) ** 2
 
     def forward(self, d: Tensor) -> Tensor:
-        return torch.exp(self.coeff * (d[:, None] - self.offsets) ** 2)
+        return torch.exp(self.coeff * (d[:, None] - self.constants.get("offsets", d)) ** 2)
 
 
 def smooth_leaky_relu(x: Tensor, negative_slope: float = 0.2) -> Tensor:
@@ -88,8 +88,13 @@ class S2Grid(nn.Module):
 
     def __init__(self, lmax: int, resolution: int, layout: CoefficientLayout | None = None) -> None:
         super().__init__()
-        to_grid = o3.ToS2Grid(lmax, (resolution, resolution), normalization="component", dtype=torch.float64)
-        from_grid = o3.FromS2Grid((resolution, resolution), lmax, normalization="component", dtype=torch.float64)
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)  # e3nn computes the quadrature weights in the default dtype
+        try:
+            to_grid = o3.ToS2Grid(lmax, (resolution, resolution), normalization="component", dtype=torch.float64)
+            from_grid = o3.FromS2Grid((resolution, resolution), lmax, normalization="component", dtype=torch.float64)
+        finally:
+            torch.set_default_dtype(default)
         # latitude parts [order m, beta, coefficient] (zero unless m is the coefficient's order), and
         # longitude parts [alpha, order m], orders m = -lmax..lmax
         to_lat, to_lon, from_lat, from_lon = to_grid.shb, to_grid.sha, from_grid.shb, from_grid.sha

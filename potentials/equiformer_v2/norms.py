@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .so3 import coefficient_degrees
+from .so3 import Float64Constants, coefficient_degrees
 
 NORMS = ("layer_norm_sh", "rms_norm_sh", "layer_norm")
 EPS = 1e-5
@@ -21,7 +21,7 @@ EPS = 1e-5
 
 def _degree_weights(lmax: int, first: int) -> Tensor:
     """1 / (2l + 1) for each coefficient of degree l >= first, divided by the number of degrees."""
-    w = torch.cat([torch.full((2 * l + 1,), 1.0 / (2 * l + 1)) for l in range(first, lmax + 1)])
+    w = torch.cat([torch.full((2 * l + 1,), 1.0 / (2 * l + 1), dtype=torch.float64) for l in range(first, lmax + 1)])
     return w / (lmax + 1 - first)
 
 
@@ -37,11 +37,11 @@ class EquivariantNorm(nn.Module):
         if kind == "layer_norm_sh":
             self.norm_l0 = nn.LayerNorm(channels, eps=EPS)
             self.affine_weight = nn.Parameter(torch.ones(lmax, channels))
-            self.register_buffer("balance", _degree_weights(lmax, 1), persistent=False)
+            self.constants = Float64Constants(balance=_degree_weights(lmax, 1))
         else:
             self.affine_weight = nn.Parameter(torch.ones(lmax + 1, channels))
             self.affine_bias = nn.Parameter(torch.zeros(channels))
-            self.register_buffer("balance", _degree_weights(lmax, 0), persistent=False)
+            self.constants = Float64Constants(balance=_degree_weights(lmax, 0))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.kind == "layer_norm_sh":
@@ -49,12 +49,12 @@ class EquivariantNorm(nn.Module):
             if self.lmax == 0:
                 return scalars[:, None]
             higher = x[:, 1:]
-            sigma2 = torch.einsum("nic,i->n", higher.square(), self.balance) / x.shape[2]
+            sigma2 = torch.einsum("nic,i->n", higher.square(), self.constants.get("balance", x)) / x.shape[2]
             scale = (sigma2 + EPS).rsqrt()[:, None, None] * self.affine_weight[self.degree[1:] - 1]
             return torch.cat([scalars[:, None], higher * scale], dim=1)
         x = torch.cat([x[:, :1] - x[:, :1].mean(dim=2, keepdim=True), x[:, 1:]], dim=1)
         if self.kind == "rms_norm_sh":
-            sigma2 = torch.einsum("nic,i->n", x.square(), self.balance)[:, None, None] / x.shape[2]
+            sigma2 = torch.einsum("nic,i->n", x.square(), self.constants.get("balance", x))[:, None, None] / x.shape[2]
         else:  # per-degree RMS
             per_coeff = x.square().mean(dim=2)  # [N, (L+1)^2]
             sums = per_coeff.new_zeros((x.shape[0], self.lmax + 1)).index_add(1, self.degree, per_coeff)
