@@ -1,4 +1,5 @@
-# One entry point for a fresh machine: `make demo` (the main job) and `make test` (the suite).
+# One entry point for a fresh machine: `make demo` (the main job) and `make test` (the layering
+# contracts, then the suite).
 # Both create .venv on first use and skip every install step that is already done.
 PYTHON ?= python3
 VENV ?= .venv
@@ -6,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.equicalc-installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup demo test bench clean-venv
+.PHONY: setup demo test lint bench clean-venv
 
 setup: $(STAMP)
 
@@ -20,8 +21,12 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/equicalc md --model lj-argon --steps 200
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the import-linter contracts in pyproject.toml: which layer may import which
+lint: setup
+	$(BIN)/lint-imports --no-cache --no-logo
 
 bench: setup
 	$(BIN)/python bench/neighbors.py

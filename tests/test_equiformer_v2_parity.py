@@ -17,7 +17,7 @@ from ase import Atoms
 
 from equicalc import EquiCalculator, SystemBatch, predict
 from potentials import load_checkpoint
-from tests.eqv2_frames import frames_from_reference
+from tools.eqv2_frames import frames_from_reference
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -108,7 +108,7 @@ def fairchem_checkpoint(model, config: dict) -> dict:
 
 def run_ours(checkpoint_path: Path, atoms_list: list[Atoms], reference: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Our energies and forces for the same weights, with the reference's edge frames."""
-    from tests.eqv2_frames import frames_from_reference
+    from tools.eqv2_frames import frames_from_reference
 
     from equicalc import SystemBatch, predict
     from potentials import load_checkpoint

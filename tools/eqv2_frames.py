@@ -1,4 +1,4 @@
-"""Feeding EquiformerV2 the edge frames a reference run drew (shared by the parity test and tools/)."""
+"""Feeding EquiformerV2 the edge frames a reference run drew (shared by the parity test and eqv2_reference.py)."""
 
 from __future__ import annotations
 

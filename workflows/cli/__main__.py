@@ -1,0 +1,7 @@
+"""``python -m workflows.cli`` runs the ``equicalc`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,78 @@
+"""Argument types for the command line: numbers checked against their range as they are parsed.
+
+Each returns a function for ``argparse``'s ``type=``; a value out of range, NaN or infinite is
+refused with a message that gives the expected range, the unit and the value given, which
+``argparse`` prefixes with the flag.
+
+    >>> positive_float("fs")("0.5")
+    0.5
+    >>> positive_float("fs")("-1")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a finite number > 0 [fs], got '-1'
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T", int, float)
+
+
+def _checked(parse: Callable[[str], T], expected: str, accept: Callable[[T], bool]) -> Callable[[str], T]:
+    """A ``type=`` function: ``parse`` the text, then refuse it unless ``accept`` holds."""
+
+    def check(text: str) -> T:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+
+    return check
+
+
+def positive_float(unit: str) -> Callable[[str], float]:
+    """A finite number > 0, in ``unit``."""
+    return _checked(float, f"a finite number > 0 [{unit}]", lambda x: math.isfinite(x) and x > 0)
+
+
+def non_negative_float(unit: str) -> Callable[[str], float]:
+    """A finite number >= 0, in ``unit``."""
+    return _checked(float, f"a finite number >= 0 [{unit}]", lambda x: math.isfinite(x) and x >= 0)
+
+
+def positive_int(unit: str) -> Callable[[str], int]:
+    """An integer >= 1 counting ``unit``."""
+    return _checked(int, f"an integer >= 1 [{unit}]", lambda n: n >= 1)
+
+
+def non_negative_int(unit: str) -> Callable[[str], int]:
+    """An integer >= 0 counting ``unit``."""
+    return _checked(int, f"an integer >= 0 [{unit}]", lambda n: n >= 0)
+
+
+def existing_file(text: str) -> str:
+    """The path of a file that exists."""
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    return text
+
+
+def device(text: str) -> str:
+    """``'auto'`` or a device torch knows (``'cpu'``, ``'cuda'``, ``'cuda:1'``, ...)."""
+    if text == "auto":
+        return text
+    import torch
+
+    try:
+        torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}") from None
+    return text
