@@ -102,8 +102,13 @@ def test_grid_projections_equal_e3nn(mmax: int | None) -> None:
     lmax, res = 4, 10
     layout = CoefficientLayout(lmax, mmax) if mmax is not None else None
     grid = S2Grid(lmax, res, layout)
-    to_e3nn = o3.ToS2Grid(lmax, (res, res), normalization="component", dtype=torch.float64)
-    from_e3nn = o3.FromS2Grid((res, res), lmax, normalization="component", dtype=torch.float64)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # e3nn computes its quadrature weights in the default dtype
+    try:
+        to_e3nn = o3.ToS2Grid(lmax, (res, res), normalization="component", dtype=torch.float64)
+        from_e3nn = o3.FromS2Grid((res, res), lmax, normalization="component", dtype=torch.float64)
+    finally:
+        torch.set_default_dtype(default)
     n_coeff = layout.n_reduced if layout is not None else (lmax + 1) ** 2
     x = torch.randn(3, n_coeff, 2, dtype=torch.float64)
     full = torch.zeros(3, (lmax + 1) ** 2, 2, dtype=torch.float64)
@@ -217,7 +222,7 @@ def test_isolated_atom_has_its_reference_energy() -> None:
 
 
 def test_compatible_mode_uses_the_direct_force_head() -> None:
-    m = model("compatible", energy_mean=-0.75, energy_std=2.9, max_neighbors=12)
+    m = model("compatible", energy_mean=-0.75, energy_std=2.9, max_neighbors=12).double()
     assert m.direct_forces
     calc = EquiCalculator(m, device="cpu", dtype="float64")
     atoms = slab()

@@ -27,7 +27,9 @@ class EquiformerV2Config(PotentialConfig):
     Attributes:
         mode: ``conservative``: energy head only, forces and stress by autograd, a smooth envelope
             on every message, deterministic edge frames; ``compatible``: the reference's behaviour
-            (direct force head, normalised outputs, hard ``max_neighbors`` cap, no envelope).
+            (direct force head, normalised outputs, hard ``max_neighbors`` cap, no envelope). In
+            both modes the energy is a differentiable function of the edge vectors, frames included,
+            so the stress (by autograd) is the strain derivative of the energy returned.
         num_layers, lmax, mmax: depth, highest degree and highest order kept in edge frames.
         sphere_channels: channels C of node features.
         attn_hidden_channels, num_heads, attn_alpha_channels, attn_value_channels: attention sizes.
@@ -129,12 +131,13 @@ class EquiformerV2(Potential):
 
     def _edges(self, graph: AtomGraph) -> EdgeContext:
         cfg = self.config
-        vectors = graph.edge_vectors
-        if cfg.mode == "compatible":  # the reference detaches its frames and uses no envelope
-            frames = edge_frames(vectors.detach())
+        # the frames stay in the autograd graph in both modes: the energy depends on the edge
+        # directions through them, so stress (and conservative forces) need their derivative. (The
+        # reference detaches its frames: the same values, but a stress that misses every angular term.)
+        frames = edge_frames(graph.edge_vectors)
+        if cfg.mode == "compatible":  # the reference uses no envelope
             weights = torch.ones_like(graph.edge_lengths)
         else:
-            frames = edge_frames(vectors)
             weights = polynomial_envelope(graph.edge_lengths, cfg.cutoff, cfg.envelope_exponent)
         rotation = EdgeRotation(self.wigner(frames), self.layout)
         return EdgeContext(graph.edge_index, self.distance(graph.edge_lengths), rotation, weights, graph.n_atoms)
