@@ -7,8 +7,8 @@ batching, the calculator and the command line.
 from .batch import SystemBatch
 from .calculator import EquiCalculator
 from .evaluate import Prediction, predict
-from .neighbors import radius_graph
+from .neighbors import check_geometry, radius_graph
 
 __version__ = "0.1.0"
 
-__all__ = ["EquiCalculator", "Prediction", "SystemBatch", "predict", "radius_graph"]
+__all__ = ["EquiCalculator", "Prediction", "SystemBatch", "check_geometry", "predict", "radius_graph"]
