@@ -261,7 +261,8 @@ def _squared_distances(x: Tensor, i: Tensor, y: Tensor, j: Tensor) -> Tensor:
 def _exact_lengths(pos: Tensor, cell: Tensor, batch: Tensor | None, edge_index: Tensor, shifts: Tensor) -> Tensor:
     """``|D|`` ``(n,)`` [Å] of the edges ``(2, n)`` with shifts ``(n, 3)`` by the rule of :func:`radius_graph`, exactly antisymmetric:
     ``D = (r_j - r_i) + ((S_0 a_0 + S_1 a_1) + S_2 a_2)`` in float64, one rounding per elementwise
-    operation (no fused multiply-add, no matrix product whose summation order could vary), so
+    operation (no fused multiply-add, no matrix product whose summation order could vary, a
+    correctly rounded square root), so
     ``(j, i, -S)`` gives ``-D`` and the same length bit for bit. ``batch`` is None for one system."""
     i, j = edge_index
     a = cell[0] if batch is None else cell.index_select(0, batch.index_select(0, i))  # (3, 3) or (n, 3, 3)
@@ -270,7 +271,10 @@ def _exact_lengths(pos: Tensor, cell: Tensor, batch: Tensor | None, edge_index: 
     lattice = lattice + s[:, 2:3] * a[..., 2, :]
     d = (pos.index_select(0, j) - pos.index_select(0, i)) + lattice
     squared = d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1]
-    return torch.sqrt(squared + d[:, 2] * d[:, 2])
+    squared = squared + d[:, 2] * d[:, 2]
+    if squared.device.type == "cpu":  # torch's float64 sqrt on the CPU (MKL) is not correctly rounded; numpy's is
+        return torch.from_numpy(np.sqrt(squared.numpy()))
+    return torch.sqrt(squared)  # CUDA's float64 sqrt is IEEE, correctly rounded
 
 
 def _output(shape: tuple[int, int], dtype: torch.dtype, device: torch.device) -> Tensor:

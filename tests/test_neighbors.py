@@ -103,6 +103,28 @@ def test_pairs_at_exactly_the_cutoff_are_decided_by_one_symmetric_rule(kind: str
             assert tied not in ours[0]
 
 
+def _edges(atoms: Atoms, cutoff: float) -> int:
+    batch = SystemBatch.from_atoms(atoms, dtype=torch.float64, device="cpu")
+    return radius_graph(batch.positions, batch.cell, batch.pbc, batch.batch, cutoff)[0].shape[1]
+
+
+def test_the_cutoff_rule_holds_to_the_last_bit() -> None:
+    """A pair is an edge iff |D| < cutoff with |D| = sqrt((Dx² + Dy²) + Dz²) correctly rounded: a
+    cutoff one float64 step above a whole shell keeps it, one equal to |D| drops it (torch's CPU
+    float64 sqrt is not correctly rounded and got both wrong)."""
+    fcc = bulk("Cu", "fcc", a=3.6)
+    d = fcc.cell.array[0]
+    shell = float(np.sqrt((d[0] * d[0] + d[1] * d[1]) + d[2] * d[2]))
+    assert _edges(fcc, shell) == 0 and _edges(fcc, float(np.nextafter(shell, 9.0))) == 12
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        pair = Atoms("H2", positions=rng.uniform(-5, 5, (2, 3)))
+        d = pair.positions[1] - pair.positions[0]
+        length = float(np.sqrt((d[0] * d[0] + d[1] * d[1]) + d[2] * d[2]))
+        assert _edges(pair, length) == 0, pair.positions.tolist()
+        assert _edges(pair, float(np.nextafter(length, 99.0))) == 2, pair.positions.tolist()
+
+
 def test_lattice_shells_at_the_cutoff_are_symmetric() -> None:
     """Crystals whose neighbour shells sit exactly at the cutoff, also in cells smaller than the
     cutoff: the rule decides each pair, and each pair's reverse gets the same decision; where every
