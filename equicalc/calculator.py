@@ -17,7 +17,6 @@ from potentials import Potential
 from .batch import SystemBatch
 from .evaluate import has_stress, predict
 from .models import prepare_model, resolve_device, resolve_dtype, resolve_model
-from .neighbors import check_geometry
 
 
 class EquiCalculator(Calculator):
@@ -81,15 +80,12 @@ class EquiCalculator(Calculator):
         properties = properties or ["energy"]
         super().calculate(atoms, properties, system_changes)
         systems = SystemBatch.from_atoms(self.atoms, dtype=torch.float64, device=self.device)
-        check_geometry(systems.positions, systems.cell, systems.pbc)  # bad geometry: ValueError, whatever is asked
-        stress = bool(has_stress(systems.cell, systems.pbc).all())
-        if "stress" in properties and not stress:
-            raise PropertyNotImplementedError("stress needs a periodic system with a 3-D cell of non-zero volume")
+        defined = bool(has_stress(systems.cell, systems.pbc).all())
         # stress comes with the forces' backward pass for free; a direct-force model has no backward
         # pass without it, so it computes stress only once a caller has asked for it (from then on
         # with every call: cell filters and barostats ask for forces, then stress, every step)
         self._stress_asked = self._stress_asked or "stress" in properties
-        stress = stress and (self._stress_asked or not self.model.direct_forces)
+        stress = defined and (self._stress_asked or not self.model.direct_forces)
         derivatives = stress or not self.model.direct_forces
         with torch.inference_mode(not derivatives):  # nothing to differentiate: no autograd bookkeeping
             out = predict(self.model, systems, forces=True, stress=stress)
@@ -102,6 +98,10 @@ class EquiCalculator(Calculator):
         }
         if stress:
             self.results["stress"] = full_3x3_to_voigt_6_stress(_numpy(out.stress[0]))
+        # only now, once predict has refused bad input (bad geometry, unknown elements, coincident
+        # atoms: ValueError whatever is asked), is a missing stress a property this system lacks
+        if "stress" in properties and not defined:
+            raise PropertyNotImplementedError("stress needs a periodic system with a 3-D cell of non-zero volume")
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

@@ -33,13 +33,27 @@ def prepare_model(model: Potential, device: torch.device, dtype: torch.dtype, *,
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``'auto'`` picks CUDA when available, else CPU."""
+    """``'auto'`` picks CUDA when available, else CPU; ``'cpu'``, ``'cuda'`` and ``'cuda:N'`` are taken as they are.
+
+    Raises:
+        ValueError: any other device (a typo, ``'mps'``, ``'meta'``, a non-string), or a CUDA device
+            this machine does not have.
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA device is available")
-    return device
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from err
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r} requested but no CUDA device is available")
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device {device!r} requested but this machine has {count} CUDA device(s)")
+    return resolved
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:

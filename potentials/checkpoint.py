@@ -18,6 +18,7 @@ of a file is malformed, opening it raises :class:`CheckpointError`.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from collections.abc import Callable
@@ -59,8 +60,24 @@ def save_checkpoint(
     """Write ``model`` to ``path``; ``training`` is a free-form, JSON-friendly summary.
 
     The weights are stored in the model's precision (``model.dtype``), the reference energies in float64.
+
+    Raises:
+        TypeError: ``model`` is not a :class:`Potential`.
+        ValueError: a model in another precision than float32 or float64 (or with weights of mixed
+            precision), or a ``training`` summary that is not a JSON-friendly dict: files
+            :func:`load_checkpoint` could not give back as they were.
     """
     from . import __version__
+
+    if not isinstance(model, Potential):
+        raise TypeError(f"save_checkpoint needs a Potential, got {type(model).__name__}")
+    precisions = {v.dtype for k, v in model.state_dict().items() if v.is_floating_point() and k != "atomic_energies"}
+    if not {model.dtype} >= precisions or model.dtype not in _DTYPES.values():
+        raise ValueError(f"checkpoints hold float32 or float64 models, not weights in {sorted(map(str, precisions))}")
+    try:
+        json.dumps(dict(training or {}))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"training must be a JSON-friendly dict: {err}") from None
 
     metadata = {
         "name": name or model.architecture,
@@ -118,7 +135,7 @@ def _validated(payload: Any, path: Path) -> dict[str, Any]:
         known = " nor ".join(["an equicalc checkpoint (no 'equicalc-checkpoint' format tag)", *_FORMATS])
         raise CheckpointError(f"{path} is not {known}")
     version = payload.get("format_version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format version {version!r}; this equicalc reads version {FORMAT_VERSION}"
         )
@@ -170,10 +187,19 @@ def load_checkpoint(path: str | os.PathLike) -> Potential:
 def _build(payload: dict[str, Any]) -> Potential:
     """The model of a validated equicalc payload."""
     model = build(payload["architecture"], payload["config"]).to(_saved_dtype(payload))
+    expected = model.state_dict()
+    cast = [k for k, v in payload["state_dict"].items() if k in expected and v.dtype != expected[k].dtype]
+    if cast:  # load_state_dict would convert them silently: ints, complex, another precision
+        raise CheckpointError(
+            f"weights {cast[:3]} are {payload['state_dict'][cast[0]].dtype}, the model holds {expected[cast[0]].dtype}"
+        )
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
         raise CheckpointError(f"weights do not match the stored configuration: {err}") from None
+    if not torch.equal(model.atomic_energies, torch.tensor(model.config.atomic_energies or [0.0] * len(model.elements),
+                                                           dtype=torch.float64)):
+        raise CheckpointError("the reference energies of the weights differ from those of the configuration")
     model.metadata = payload["metadata"]
     return model.eval()
 

@@ -31,8 +31,14 @@ def load_potential(spec: Potential | str | os.PathLike) -> Potential:
     if isinstance(spec, (str, os.PathLike)):
         if str(spec) in available_models():
             return load_model(str(spec))
-        if Path(spec).is_file():
+        try:
+            is_file, is_dir = Path(spec).is_file(), bool(str(spec)) and Path(spec).is_dir()
+        except OSError:  # a name too long for a path, say
+            is_file = is_dir = False
+        if is_file:
             return load_checkpoint(spec)
+        if is_dir:
+            raise ValueError(f"{str(spec)!r} is a directory, not a checkpoint file")
         raise ValueError(
             f"{str(spec)!r} is neither a checkpoint file nor a registered model "
             f"(available: {', '.join(available_models())})"

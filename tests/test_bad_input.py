@@ -12,7 +12,7 @@ from ase import Atoms
 
 from equicalc import EquiCalculator, SystemBatch, predict
 from equicalc.neighbors import radius_graph
-from potentials import AtomGraph, CheckpointError, load_checkpoint, load_model, save_checkpoint
+from potentials import AtomGraph, CheckpointError, load_checkpoint, load_model, load_potential, save_checkpoint
 from tests.test_precision import ARCHITECTURES
 
 
@@ -122,6 +122,12 @@ MALFORMED = {
     "unknown architecture": lambda p: _set(p, "architecture", value="nope"),
     "metadata is a list": lambda p: _set(p, "metadata", value=[]),
     "dtype is unknown": lambda p: _set(p, "dtype", value="float16x"),
+    "dtype disagrees with the weights": lambda p: _set(p, "dtype", value="float64"),
+    "a weight of integers": lambda p: _set(p, "state_dict", "embedding.weight",
+                                           value=p["state_dict"]["embedding.weight"].long()),
+    "format_version is 1.0": lambda p: _set(p, "format_version", value=1.0),
+    "reference energies disagree": lambda p: _set(p, "state_dict", "atomic_energies",
+                                                  value=torch.zeros(3, dtype=torch.float64)),
 }
 
 
@@ -144,3 +150,43 @@ def test_graph_of_coincident_atoms_still_builds() -> None:
     edge_index, _ = radius_graph(pos, torch.zeros((1, 3, 3), dtype=torch.float64), torch.zeros((1, 3), dtype=torch.bool),
                                  torch.zeros(2, dtype=torch.long), 2.0)
     assert edge_index.shape[1] == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_save_refuses_what_load_could_not_give_back(tmp_path: Path, dtype: torch.dtype) -> None:
+    model = ARCHITECTURES["egnn"](None)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        save_checkpoint(model.to(dtype), tmp_path / "half.pt")
+    with pytest.raises(ValueError, match="JSON-friendly"):
+        save_checkpoint(ARCHITECTURES["egnn"](None), tmp_path / "m.pt", training={"optimizer": object()})
+    with pytest.raises(TypeError, match="needs a Potential"):
+        save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "m.pt")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("atoms, message", [
+    (Atoms("COH", positions=[[0, 0, 0], [0, 0, 0], [1, 0.3, 0.2]]), "coincide"),
+    (Atoms("ArHe", positions=[[0, 0, 0], [2, 0, 0]]), r"He \(Z=2\)"),
+    (Atoms("Ar", positions=[[0, 0, 0]], cell=1e-4 * np.eye(3), pbc=True), "too small"),
+])
+def test_stress_reports_bad_input_before_a_missing_property(atoms: Atoms, message: str) -> None:
+    """Bad input is a ValueError also from get_stress(), never PropertyNotImplementedError."""
+    atoms.numbers[atoms.numbers != 2] = 18  # every atom argon (lj-argon's element) but the He
+    atoms.calc = EquiCalculator("lj-argon", device="cpu")
+    with pytest.raises(ValueError, match=message):
+        atoms.get_stress()
+
+
+@pytest.mark.parametrize("spec, error, message", [
+    ("x" * 5000, ValueError, "neither a checkpoint file nor a registered model"),
+    ("/", ValueError, "is a directory"),
+    (None, TypeError, "must be a Potential"),
+])
+def test_load_potential_names_what_it_cannot_load(spec: object, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        load_potential(spec)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("device", ["gpu", "meta", "mps", "cuda:-1", None])
+def test_unknown_device_is_a_value_error(device: object) -> None:
+    with pytest.raises(ValueError, match="device"):
+        EquiCalculator("lj-argon", device=device)  # type: ignore[arg-type]

@@ -166,3 +166,32 @@ def test_a_model_already_in_the_right_precision_is_shared() -> None:
     model = load_model("lj-argon").to(torch.float64).eval()
     assert EquiCalculator(model, device="cpu", dtype="float64").model is model
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_stress_after_an_energy_only_call(name: str, dtype: torch.dtype) -> None:
+    """A direct-force model answers energy and forces under inference mode; constants cached then
+    (cast to float32) must still serve a later stress call, and leave the model usable afterwards."""
+    torch.manual_seed(0)
+    model = ARCHITECTURES[name](None).to(dtype).eval()
+    atoms = hco_box(12)
+    atoms.calc = EquiCalculator(model, device="cpu", dtype=dtype)
+    atoms.get_potential_energy()
+    stress = atoms.get_stress()
+    again = hco_box(12)
+    again.calc = EquiCalculator(model, device="cpu", dtype=dtype)
+    np.testing.assert_allclose(again.get_stress(), stress, rtol=1e-5, atol=1e-9)
+
+
+def test_compatible_mode_adds_reference_energies() -> None:
+    """Reference energies are added in compatible mode too, not silently ignored."""
+    torch.manual_seed(0)
+    bare = ARCHITECTURES["equiformer_v2 compatible"](None).double()
+    config = dict(EQV2, mode="compatible", max_neighbors=12, atomic_energies=E0)
+    torch.manual_seed(0)
+    referenced = EquiformerV2(EquiformerV2Config(**config)).double()
+    atoms = hco_box(12)
+    energies = [evaluate(m, atoms, torch.float64)[0][0] for m in (bare, referenced)]
+    expected = sum(dict(zip(HCO, E0))[z] for z in atoms.numbers)
+    assert abs(energies[1] - energies[0] - expected) < 1e-9

@@ -125,6 +125,7 @@ class EquiformerV2(Potential):
         edges, x, node_energy = self._features_and_energy(graph)
         n_per_system = torch.bincount(graph.batch, minlength=graph.n_systems).to(node_energy.dtype)
         energies = cfg.energy_std * node_energy / cfg.avg_num_nodes + cfg.energy_mean / n_per_system[graph.batch]
+        energies = self.with_reference_energies(graph, energies)
         force_std = cfg.energy_std if cfg.force_std is None else cfg.force_std
         forces = force_std * self.force_head.vector(x, self.species(graph.numbers), edges)[:, :, 0]
         return {"energies": energies, "forces": forces}

@@ -77,7 +77,10 @@ class Float64Constants:
         """The constant ``name`` in the dtype and on the device of ``like``."""
         key = (name, like.dtype, like.device)
         if key not in self._cast:
-            self._cast[key] = self._values[name].to(dtype=like.dtype, device=like.device)
+            # made outside inference mode: a copy cached during an energy-only call under
+            # torch.inference_mode() must still serve a later call that differentiates (stress)
+            with torch.inference_mode(False):
+                self._cast[key] = self._values[name].to(dtype=like.dtype, device=like.device)
         return self._cast[key]
 
 
