@@ -38,6 +38,8 @@ import torch
 from torch import Tensor
 from torch_cluster import radius
 
+from potentials.base import check_number
+
 T = TypeVar("T")
 
 #: distances within this many Å of each other tie for the strict nearest-k cap [Å]
@@ -101,16 +103,19 @@ def radius_graph(
         both int64, grouped by ascending centre.
 
     Raises:
-        ValueError: non-finite positions or cell, a zero-length or degenerate periodic cell
+        ValueError: a cutoff not positive and finite, a ``max_neighbors`` not None or an integer
+            >= 1 (a huge one means no cap), non-finite positions or cell, a zero-length or degenerate periodic cell
             vector (see :func:`check_geometry`), or a cell so small that the images cannot be
             enumerated.
     """
+    cutoff = check_number(cutoff, "cutoff", float, minimum=0, inclusive=False, unit="Å")
+    if max_neighbors is not None:
+        # a cap beyond any count of edges has no effect: clamped to stay within int64 arithmetic
+        max_neighbors = min(check_number(max_neighbors, "max_neighbors (or None)", int, minimum=1), 2**62)
     device = positions.device
     if positions.shape[0] == 0:
         empty = torch.zeros((2, 0), dtype=torch.long, device=device)
         return empty, empty.new_zeros((0, 3))
-    if not cutoff > 0:
-        raise ValueError(f"cutoff must be positive, got {cutoff}")
     check_geometry(positions, cell, pbc)
     with torch.no_grad():
         pos = positions.detach().to(torch.float64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -15,6 +16,59 @@ from .errors import ConfigError
 from .graph import AtomGraph
 
 MAX_Z = 118
+
+
+def check_number(
+    value: Any,
+    name: str,
+    kind: type = float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    inclusive: bool = True,
+    unit: str = "",
+    error: type[Exception] = ValueError,
+) -> Any:
+    """``value`` as a plain ``kind`` (``int``, ``float`` or ``bool``) once checked, else ``error``
+    naming ``name``, what is allowed and the bad value.
+
+    ``int``: an integer, not a bool; ``float``: an int or float (not a bool), finite; ``bool``:
+    True or False. ``minimum`` and ``maximum`` bound the value, both inclusively or both strictly
+    (``inclusive``); ``unit`` (e.g. ``"Å"``) is shown in the message.
+    """
+    if minimum == 0 and maximum is None:
+        bound = "positive" if not inclusive else "non-negative"
+    elif minimum is not None and maximum is not None:
+        bound = f"in {'[' if inclusive else '('}{minimum}, {maximum}{']' if inclusive else ')'}"
+    elif minimum is not None or maximum is not None:
+        bound = f"{'>' if minimum is not None else '<'}{'=' if inclusive else ''} {minimum if maximum is None else maximum}"
+    else:
+        bound = ""
+    if kind is bool:
+        ok, what = isinstance(value, bool), "True or False"
+    elif kind is int:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        what = f"an integer {bound}".strip()
+    else:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        what = f"{bound} and finite" if bound[:1].isalpha() else f"finite {bound}".strip()
+    if ok and kind is not bool:
+        ok = (minimum is None or (value >= minimum if inclusive else value > minimum)) and (
+            maximum is None or (value <= maximum if inclusive else value < maximum)
+        )
+    if not ok:
+        raise error(f"{name} must be {what}{f' [{unit}]' if unit else ''}, got {value!r}")
+    return kind(value)
+
+
+def require(config: Any, name: str, kind: type = float, *, optional: bool = False, **bounds: Any) -> None:
+    """Check the config field ``name`` with :func:`check_number` (``None`` passes when ``optional``),
+    storing it as a plain ``kind``; raises :class:`ConfigError` naming the config class and field."""
+    value = getattr(config, name)
+    if value is None and optional:
+        return
+    label = f"{type(config).__name__}.{name}" + (" (or None)" if optional else "")
+    setattr(config, name, check_number(value, label, kind, error=ConfigError, **bounds))
 
 
 @dataclass(kw_only=True)
@@ -46,11 +100,9 @@ class PotentialConfig:
             raise ConfigError(f"elements must be a non-empty list of distinct atomic numbers, got {self.elements}")
         if any(not 1 <= z <= MAX_Z for z in self.elements):
             raise ConfigError(f"elements must lie in 1..{MAX_Z}, got {self.elements}")
-        if not isinstance(self.cutoff, (int, float)) or not 0 < self.cutoff < math.inf:
-            raise ConfigError(f"cutoff must be positive and finite [Å], got {self.cutoff!r}")
-        self.cutoff = float(self.cutoff)
-        if self.max_neighbors is not None and self.max_neighbors < 1:
-            raise ConfigError(f"max_neighbors must be positive or None, got {self.max_neighbors}")
+        require(self, "cutoff", float, minimum=0, inclusive=False, unit="Å")
+        require(self, "max_neighbors", int, minimum=1, optional=True)
+        require(self, "enforce_max_neighbors_strictly", bool)
         if self.atomic_energies is not None:
             self.atomic_energies = tuple(float(e) for e in self.atomic_energies)
             if len(self.atomic_energies) != len(self.elements):

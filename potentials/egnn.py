@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .graph import AtomGraph
+from .base import require
 from .invariant import InvariantNetwork, InvariantNetworkConfig
 from .nn import mlp, scatter_sum
 
@@ -37,6 +38,10 @@ class EGNNConfig(InvariantNetworkConfig):
     """
 
     update_coords: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self, "update_coords", bool)
 
 
 class EGCL(nn.Module):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from .base import Potential, PotentialConfig
+from .base import Potential, PotentialConfig, require
 from .graph import AtomGraph
 from .nn import mlp
 from .radial import polynomial_envelope
@@ -29,6 +29,13 @@ class InvariantNetworkConfig(PotentialConfig):
     layers: int = 4
     avg_num_neighbors: float = 12.0
     envelope_exponent: int = 6
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self, "hidden", int, minimum=1)
+        require(self, "layers", int, minimum=0)
+        require(self, "avg_num_neighbors", float, minimum=0, inclusive=False)
+        require(self, "envelope_exponent", int, minimum=1)
 
 
 class InvariantNetwork(Potential):

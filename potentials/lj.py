@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import MAX_Z, Potential, PotentialConfig
-from .errors import ConfigError
+from .base import MAX_Z, Potential, PotentialConfig, require
 from .graph import AtomGraph
 from .nn import scatter_sum
 
@@ -39,10 +38,12 @@ class LennardJonesConfig(PotentialConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        require(self, "sigma", float, minimum=0, inclusive=False, unit="Å")
+        require(self, "epsilon", float, minimum=0, unit="eV")
         if self.onset is None:
             self.onset = 0.66 * self.cutoff
-        if not 0 < self.onset < self.cutoff:
-            raise ConfigError(f"onset must lie in (0, cutoff={self.cutoff}), got {self.onset}")
+        require(self, "onset", float, minimum=0, maximum=self.cutoff, inclusive=False, unit="Å")
+        require(self, "smooth", bool)
 
 
 class LennardJones(Potential):

@@ -73,6 +73,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from .base import require
 from .errors import ConfigError
 from .graph import AtomGraph
 from .invariant import InvariantNetwork, InvariantNetworkConfig
@@ -115,8 +116,10 @@ class SAKEConfig(InvariantNetworkConfig):
             raise ConfigError(f"coefficients must be one of {COEFFICIENTS}, got {self.coefficients!r}")
         if self.update not in UPDATES:
             raise ConfigError(f"update must be one of {UPDATES}, got {self.update!r}")
-        if self.polynomial_degree < 1:
-            raise ConfigError(f"polynomial_degree must be at least 1, got {self.polynomial_degree}")
+        for name in ("heads", "num_rbf", "polynomial_degree"):
+            require(self, name, int, minimum=1)
+        require(self, "spatial_attention", bool)
+        require(self, "semantic_attention", bool)
 
 
 def lecun_normal_(module: nn.Module) -> None:

@@ -14,6 +14,8 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary
 from ase.md.verlet import VelocityVerlet
 
+from potentials.base import check_number
+
 ENSEMBLES = ("nve", "nvt")
 
 
@@ -58,8 +60,23 @@ def run_md(
     Velocities are drawn from Maxwell-Boltzmann at ``temperature_K`` (centre of mass at rest)
     unless ``atoms`` already carries momenta. ``nve`` is velocity Verlet; ``nvt`` is Langevin
     with ``friction_per_fs``. Every ``interval`` steps a frame goes to ``trajectory`` and a line
-    to ``logfile`` as the run proceeds.
+    to ``logfile`` as the run proceeds (``logfile='-'``: the screen).
+
+    Raises:
+        ValueError: no atoms, no calculator, an unknown ensemble, a number out of its range (named
+            with its unit), or a trajectory or log file in a folder that does not exist.
     """
+    steps = check_number(steps, "steps", int, minimum=0)
+    timestep_fs = check_number(timestep_fs, "timestep_fs", float, minimum=0, inclusive=False, unit="fs")
+    temperature_K = check_number(temperature_K, "temperature_K", float, minimum=0, unit="K")
+    friction_per_fs = check_number(friction_per_fs, "friction_per_fs", float, minimum=0, unit="1/fs")
+    seed = check_number(seed, "seed", int)
+    interval = check_number(interval, "interval", int, minimum=1, unit="steps")
+    for name, path in (("trajectory", trajectory), ("logfile", logfile)):
+        if path is not None and str(path) != "-" and not Path(path).absolute().parent.is_dir():
+            raise ValueError(f"{name}: the folder of {str(path)!r} does not exist")
+    if len(atoms) == 0:
+        raise ValueError("atoms: no atoms to run MD on")
     if ensemble not in ENSEMBLES:
         raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
     if atoms.calc is None:
@@ -69,7 +86,8 @@ def run_md(
         masses = atoms.get_masses()[:, None]
         sigma = np.sqrt(masses * units.kB * temperature_K)
         atoms.set_momenta(np.random.default_rng(seed).normal(size=(len(atoms), 3)) * sigma)
-        Stationary(atoms)
+        # one atom, or no motion at all (0 K), has no temperature left to restore once at rest
+        Stationary(atoms, preserve_temperature=len(atoms) > 1 and temperature_K > 0)
     dt = timestep_fs * units.fs
     if ensemble == "nve":
         dyn = VelocityVerlet(atoms, timestep=dt)
@@ -77,6 +95,7 @@ def run_md(
         dyn = Langevin(
             atoms, timestep=dt, temperature_K=temperature_K, friction=friction_per_fs / units.fs,
             rng=np.random.default_rng(seed),
+            **({} if len(atoms) > 1 else {"fixcm": False}),  # one atom held at rest would not be thermostatted
         )
     if trajectory is not None:
         traj = Trajectory(str(trajectory), "w", atoms)

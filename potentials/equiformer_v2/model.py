@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..base import Potential, PotentialConfig
+from ..base import Potential, PotentialConfig, require
 from ..errors import ConfigError
 from ..graph import AtomGraph
 from ..radial import polynomial_envelope
@@ -79,8 +79,25 @@ class EquiformerV2Config(PotentialConfig):
             raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.norm_type not in NORMS:
             raise ConfigError(f"norm_type must be one of {NORMS}, got {self.norm_type!r}")
-        if not 0 <= self.mmax <= self.lmax:
-            raise ConfigError(f"need 0 <= mmax <= lmax, got lmax={self.lmax}, mmax={self.mmax}")
+        require(self, "num_layers", int, minimum=0)
+        require(self, "lmax", int, minimum=1)
+        require(self, "mmax", int, minimum=0, maximum=self.lmax)  # orders |m| <= mmax <= lmax
+        for name in ("sphere_channels", "attn_hidden_channels", "num_heads", "attn_alpha_channels",
+                     "attn_value_channels", "ffn_hidden_channels", "edge_channels"):
+            require(self, name, int, minimum=1)
+        # e3nn's S2 grid goes to the sphere and back for degrees up to lmax with an even
+        # resolution of at least 2 (lmax + 1) points per angle
+        require(self, "grid_resolution", int, minimum=2 * (self.lmax + 1))
+        if self.grid_resolution % 2:
+            raise ConfigError(f"EquiformerV2Config.grid_resolution must be even, got {self.grid_resolution}")
+        require(self, "num_distance_basis", int, minimum=2)  # Gaussians spaced cutoff / (n - 1) apart
+        require(self, "avg_num_nodes", float, minimum=0, inclusive=False)
+        require(self, "avg_degree", float, minimum=0, inclusive=False)
+        require(self, "energy_mean", float, unit="eV")
+        require(self, "energy_std", float, minimum=0, inclusive=False, unit="eV")
+        require(self, "force_std", float, minimum=0, inclusive=False, unit="eV/Å", optional=True)
+        require(self, "envelope_exponent", int, minimum=1)
+        require(self, "activation_checkpointing", bool)
 
 
 class EquiformerV2(Potential):
