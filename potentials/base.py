@@ -95,7 +95,10 @@ class PotentialConfig:
     enforce_max_neighbors_strictly: bool = False
 
     def __post_init__(self) -> None:
-        self.elements = tuple(int(z) for z in self.elements)
+        try:
+            self.elements = tuple(int(z) for z in self.elements)
+        except (TypeError, ValueError):
+            raise ConfigError(f"elements must be a list of atomic numbers, got {self.elements!r}") from None
         if not self.elements or len(set(self.elements)) != len(self.elements):
             raise ConfigError(f"elements must be a non-empty list of distinct atomic numbers, got {self.elements}")
         if any(not 1 <= z <= MAX_Z for z in self.elements):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -116,9 +117,20 @@ def _safe_load(path: Path) -> Any:
         with torch.serialization.safe_globals(allowed):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(f"{path} holds objects a safe checkpoint may not contain ({err})") from None
+        if not _looks_like_torch_file(path):
+            raise CheckpointError(f"{path} is not a readable checkpoint (not a torch file)") from None
+        refused = [line.strip() for line in str(err).splitlines() if "GLOBAL" in line or "global" in line]
+        detail = refused[0] if refused else str(err).splitlines()[0]
+        raise CheckpointError(f"{path} holds objects a safe checkpoint may not contain ({detail})") from None
     except Exception as err:  # torch.load raises many kinds of error on a damaged or foreign file
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or not a torch file): {err}") from None
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """A zip archive (torch.save's format since torch 1.6) or a pickle (its legacy format)."""
+    with open(path, "rb") as file:
+        start = file.read(2)
+    return zipfile.is_zipfile(path) or start[:1] == b"\x80"
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -149,7 +161,7 @@ def _validated(payload: Any, path: Path) -> dict[str, Any]:
     bad = [k for k, v in payload["state_dict"].items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
     if bad:
         raise CheckpointError(f"{path}: state_dict entries {bad[:5]} are not named tensors")
-    if payload.get("dtype", "float32") not in _DTYPES:
+    if not isinstance(payload.get("dtype", "float32"), str) or payload.get("dtype", "float32") not in _DTYPES:
         raise CheckpointError(f"{path}: dtype {payload['dtype']!r} is not one of {sorted(_DTYPES)}")
     return payload
 

@@ -122,6 +122,7 @@ MALFORMED = {
     "unknown architecture": lambda p: _set(p, "architecture", value="nope"),
     "metadata is a list": lambda p: _set(p, "metadata", value=[]),
     "dtype is unknown": lambda p: _set(p, "dtype", value="float16x"),
+    "dtype is a list": lambda p: _set(p, "dtype", value=["float64"]),
     "dtype disagrees with the weights": lambda p: _set(p, "dtype", value="float64"),
     "a weight of integers": lambda p: _set(p, "state_dict", "embedding.weight",
                                            value=p["state_dict"]["embedding.weight"].long()),
@@ -190,3 +191,10 @@ def test_load_potential_names_what_it_cannot_load(spec: object, error: type, mes
 def test_unknown_device_is_a_value_error(device: object) -> None:
     with pytest.raises(ValueError, match="device"):
         EquiCalculator("lj-argon", device=device)  # type: ignore[arg-type]
+
+
+def test_a_text_file_is_not_a_torch_file(tmp_path: Path) -> None:
+    path = tmp_path / "notes.pt"
+    path.write_text("x\n")
+    with pytest.raises(CheckpointError, match=r"not a readable checkpoint \(not a torch file\)$"):
+        load_checkpoint(path)
