@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
+
+
+@contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Within the block, torch's default dtype is ``dtype`` (restored afterwards, also on error): for
+    building a model in a precision, or for libraries that compute tables in the default dtype."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def mlp(sizes: Sequence[int], *, final_activation: bool = False, bias_last: bool = True) -> nn.Sequential:

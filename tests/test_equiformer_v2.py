@@ -13,6 +13,7 @@ from equicalc import EquiCalculator, SystemBatch, predict
 from equicalc.testing import assert_extensive, assert_forces_match_fd, assert_invariant, assert_stress_match_fd
 from potentials import EquiformerV2, EquiformerV2Config
 from potentials.equiformer_v2.layers import SO3Linear
+from potentials.nn import default_dtype
 from potentials.equiformer_v2.norms import NORMS, EquivariantNorm
 from potentials.equiformer_v2.so2_conv import SO2Convolution
 from potentials.equiformer_v2.so3 import CoefficientLayout, WignerD
@@ -102,13 +103,9 @@ def test_grid_projections_equal_e3nn(mmax: int | None) -> None:
     lmax, res = 4, 10
     layout = CoefficientLayout(lmax, mmax) if mmax is not None else None
     grid = S2Grid(lmax, res, layout)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # e3nn computes its quadrature weights in the default dtype
-    try:
+    with default_dtype(torch.float64):  # e3nn computes its quadrature weights in the default dtype
         to_e3nn = o3.ToS2Grid(lmax, (res, res), normalization="component", dtype=torch.float64)
         from_e3nn = o3.FromS2Grid((res, res), lmax, normalization="component", dtype=torch.float64)
-    finally:
-        torch.set_default_dtype(default)
     n_coeff = layout.n_reduced if layout is not None else (lmax + 1) ** 2
     x = torch.randn(3, n_coeff, 2, dtype=torch.float64)
     full = torch.zeros(3, (lmax + 1) ** 2, 2, dtype=torch.float64)

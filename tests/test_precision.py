@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from potentials import (
     load_model,
     save_checkpoint,
 )
+from potentials.nn import default_dtype
 
 HCO = (1, 6, 8)
 #: large DFT-like reference energies [eV]: H, C, O
@@ -45,16 +45,6 @@ ARCHITECTURES: dict[str, Callable[[tuple[float, ...] | None], Potential]] = {
     "equiformer_v2 conservative": lambda e0: EquiformerV2(EquiformerV2Config(**EQV2, atomic_energies=e0)),
     "equiformer_v2 compatible": lambda e0: EquiformerV2(EquiformerV2Config(**EQV2, mode="compatible", max_neighbors=12)),
 }
-
-
-@contextmanager
-def default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def hco_box(n: int = 60, seed: int = 0) -> Atoms:

@@ -9,6 +9,7 @@ import torch
 from e3nn import o3
 from torch import Tensor, nn
 
+from ..nn import default_dtype
 from .so3 import CoefficientLayout, Float64Constants, coefficient_degrees
 
 
@@ -88,13 +89,9 @@ class S2Grid(nn.Module):
 
     def __init__(self, lmax: int, resolution: int, layout: CoefficientLayout | None = None) -> None:
         super().__init__()
-        default = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float64)  # e3nn computes the quadrature weights in the default dtype
-        try:
+        with default_dtype(torch.float64):  # e3nn computes the quadrature weights in the default dtype
             to_grid = o3.ToS2Grid(lmax, (resolution, resolution), normalization="component", dtype=torch.float64)
             from_grid = o3.FromS2Grid((resolution, resolution), lmax, normalization="component", dtype=torch.float64)
-        finally:
-            torch.set_default_dtype(default)
         # latitude parts [order m, beta, coefficient] (zero unless m is the coefficient's order), and
         # longitude parts [alpha, order m], orders m = -lmax..lmax
         to_lat, to_lon, from_lat, from_lon = to_grid.shb, to_grid.sha, from_grid.shb, from_grid.sha
