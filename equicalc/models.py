@@ -53,6 +53,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
             raise ValueError(f"device {device!r} requested but no CUDA device is available")
         if resolved.index is not None and resolved.index >= count:
             raise ValueError(f"device {device!r} requested but this machine has {count} CUDA device(s)")
+        if resolved.index is None:  # the current device, by index: a model already there compares equal
+            resolved = torch.device("cuda", torch.cuda.current_device())
     return resolved
 
 

@@ -197,21 +197,35 @@ def load_checkpoint(path: str | os.PathLike) -> Potential:
 
 
 def _build(payload: dict[str, Any]) -> Potential:
-    """The model of a validated equicalc payload."""
-    model = build(payload["architecture"], payload["config"]).to(_saved_dtype(payload))
+    """The model of a validated equicalc payload.
+
+    The reference energies come from the configuration (float64, the source of truth); those among
+    the weights must agree with them to the precision they were stored in (files written before the
+    reference energies were kept in float64 hold them in float32). A configuration written before
+    ``enforce_max_neighbors_strictly`` existed had the strict cap, and keeps it.
+    """
+    config = dict(payload["config"])
+    if config.get("max_neighbors") is not None:
+        config.setdefault("enforce_max_neighbors_strictly", True)
+    model = build(payload["architecture"], config).to(_saved_dtype(payload))
+    state = dict(payload["state_dict"])
+    stored = state.pop("atomic_energies", None)
+    if stored is not None and not (
+        stored.is_floating_point() and torch.equal(stored, model.atomic_energies.to(stored.dtype))
+    ):
+        raise CheckpointError("the reference energies of the weights differ from those of the configuration")
     expected = model.state_dict()
-    cast = [k for k, v in payload["state_dict"].items() if k in expected and v.dtype != expected[k].dtype]
+    cast = [k for k, v in state.items() if k in expected and v.dtype != expected[k].dtype]
     if cast:  # load_state_dict would convert them silently: ints, complex, another precision
         raise CheckpointError(
-            f"weights {cast[:3]} are {payload['state_dict'][cast[0]].dtype}, the model holds {expected[cast[0]].dtype}"
+            f"weights {cast[:3]} are {state[cast[0]].dtype}, the model holds {expected[cast[0]].dtype}"
         )
+    if stored is not None:
+        state["atomic_energies"] = model.atomic_energies
     try:
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"weights do not match the stored configuration: {err}") from None
-    if not torch.equal(model.atomic_energies, torch.tensor(model.config.atomic_energies or [0.0] * len(model.elements),
-                                                           dtype=torch.float64)):
-        raise CheckpointError("the reference energies of the weights differ from those of the configuration")
     model.metadata = payload["metadata"]
     return model.eval()
 

@@ -105,3 +105,22 @@ def test_unknown_architecture_and_bad_config() -> None:
         build("egnn", {"cutoff": 4.0, "elements": [1], "widht": 3})
     with pytest.raises(ConfigError, match="cutoff must be positive"):
         build("egnn", {"cutoff": -1.0, "elements": [1]})
+
+
+def test_checkpoints_written_before_float64_reference_energies_still_load(tmp_path: Path) -> None:
+    """Files of the same format version written before this release hold float32 reference energies,
+    no ``dtype`` entry and no ``enforce_max_neighbors_strictly`` (their cap was strict): they load, with
+    the reference energies of their configuration and the strict cap."""
+    torch.manual_seed(0)
+    model = EGNN(EGNNConfig(cutoff=4.0, elements=(1, 6, 8), hidden=8, layers=2, max_neighbors=6,
+                            enforce_max_neighbors_strictly=True, atomic_energies=(-13.6, -1029.5, -2043.9)))
+    path = save_checkpoint(model, tmp_path / "old.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["dtype"], payload["config"]["enforce_max_neighbors_strictly"]
+    payload["state_dict"]["atomic_energies"] = payload["state_dict"]["atomic_energies"].float()
+    torch.save(payload, path)
+    loaded = load_checkpoint(path)
+    assert loaded.config.enforce_max_neighbors_strictly and loaded.atomic_energies.dtype == torch.float64
+    atoms = molecule("CH3OH")
+    energies = [EquiCalculator(m, device="cpu").get_potential_energy(atoms) for m in (model, loaded)]
+    assert energies[0] == energies[1]

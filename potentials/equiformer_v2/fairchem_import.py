@@ -28,6 +28,7 @@ _SUPPORTED = {
     "distance_function": ("gaussian", "gaussian"), "use_s2_act_attn": (False, False),
     "use_attn_renorm": (True, True), "use_grid_mlp": (False, True), "use_sep_s2_act": (True, True),
     "use_gate_act": (False, False), "use_energy_lin_ref": (False, False),
+    "enforce_max_neighbors_strictly": (True, True),  # fairchem's non-strict cap counts from the (k+1)-th
 }
 _RENAMES = [
     (r"^edge_degree_embedding\.(source|target)_embedding", r"edge_degree.edge_features.\1_embedding"),
@@ -83,7 +84,7 @@ def config_from_fairchem(payload: dict) -> EquiformerV2Config:
         mode="compatible",
         cutoff=float(model.get("max_radius", 5.0)),
         max_neighbors=int(model.get("max_neighbors", 500)),
-        enforce_max_neighbors_strictly=bool(model.get("enforce_max_neighbors_strictly", True)),
+        enforce_max_neighbors_strictly=True,
         elements=tuple(range(1, n_elements)),
         num_layers=int(model.get("num_layers", 12)),
         lmax=int(lmax[0]),
