@@ -72,7 +72,7 @@ def save_checkpoint(
 
     if not isinstance(model, Potential):
         raise TypeError(f"save_checkpoint needs a Potential, got {type(model).__name__}")
-    precisions = {v.dtype for k, v in model.state_dict().items() if v.is_floating_point() and k != "atomic_energies"}
+    precisions = _weight_dtypes(model.state_dict())
     if not {model.dtype} >= precisions or model.dtype not in _DTYPES.values():
         raise ValueError(f"checkpoints hold float32 or float64 models, not weights in {sorted(map(str, precisions))}")
     try:
@@ -129,8 +129,8 @@ def _safe_load(path: Path) -> Any:
 def _looks_like_torch_file(path: Path) -> bool:
     """A zip archive (torch.save's format since torch 1.6) or a pickle (its legacy format)."""
     with open(path, "rb") as file:
-        start = file.read(2)
-    return zipfile.is_zipfile(path) or start[:1] == b"\x80"
+        first = file.read(1)
+    return zipfile.is_zipfile(path) or first == b"\x80"  # a pickle opens with its PROTO opcode
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -161,8 +161,9 @@ def _validated(payload: Any, path: Path) -> dict[str, Any]:
     bad = [k for k, v in payload["state_dict"].items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
     if bad:
         raise CheckpointError(f"{path}: state_dict entries {bad[:5]} are not named tensors")
-    if not isinstance(payload.get("dtype", "float32"), str) or payload.get("dtype", "float32") not in _DTYPES:
-        raise CheckpointError(f"{path}: dtype {payload['dtype']!r} is not one of {sorted(_DTYPES)}")
+    dtype = payload.get("dtype", "float32")
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
+        raise CheckpointError(f"{path}: dtype {dtype!r} is not one of {sorted(_DTYPES)}")
     return payload
 
 
@@ -170,8 +171,13 @@ def _saved_dtype(payload: dict[str, Any]) -> torch.dtype:
     """The network precision a checkpoint was saved in: its ``dtype`` entry, else that of its weights."""
     if "dtype" in payload:
         return _DTYPES[payload["dtype"]]
-    weights = {v.dtype for k, v in payload["state_dict"].items() if v.is_floating_point() and k != "atomic_energies"}
+    weights = _weight_dtypes(payload["state_dict"])
     return weights.pop() if len(weights) == 1 else torch.get_default_dtype()
+
+
+def _weight_dtypes(state_dict: dict[str, torch.Tensor]) -> set[torch.dtype]:
+    """The floating-point types of a state dict's tensors, the float64 reference energies aside."""
+    return {v.dtype for k, v in state_dict.items() if v.is_floating_point() and k != "atomic_energies"}
 
 
 def load_checkpoint(path: str | os.PathLike) -> Potential:

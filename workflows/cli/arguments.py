@@ -66,13 +66,12 @@ def existing_file(text: str) -> str:
 
 
 def device(text: str) -> str:
-    """``'auto'`` or a device torch knows (``'cpu'``, ``'cuda'``, ``'cuda:1'``, ...)."""
-    if text == "auto":
-        return text
-    import torch
+    """``'auto'``, ``'cpu'``, ``'cuda'`` or ``'cuda:N'``, as the calculator takes it
+    (:func:`equicalc.models.resolve_device`: also refuses a CUDA device this machine lacks)."""
+    from equicalc.models import resolve_device
 
     try:
-        torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}") from None
+        resolve_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("device ")) from None
     return text
