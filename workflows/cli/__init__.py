@@ -13,9 +13,9 @@ import argparse
 from collections.abc import Sequence
 from typing import NoReturn
 
-from . import md, models
+from . import md, models, train
 
-COMMANDS = (models, md)
+COMMANDS = (models, md, train)
 
 
 class CommandLineParser(argparse.ArgumentParser):
