@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install torch==$(TORCH_VERSION)
 	$(BIN)/python -c "import torch_cluster" 2>/dev/null || $(BIN)/python -m pip install --no-build-isolation torch-cluster
-	$(BIN)/python -m pip install --no-build-isolation -e ".[test,bench]"
+	$(BIN)/python -m pip install --no-build-isolation -e ".[test,bench,train]"
 	touch $(STAMP)
 
 demo: setup

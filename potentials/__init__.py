@@ -13,7 +13,7 @@ from .equiformer_v2 import EquiformerV2, EquiformerV2Config
 from .errors import CheckpointError, ConfigError
 from .graph import AtomGraph
 from .lj import LennardJones, LennardJonesConfig
-from .registry import architectures, available_models, build, load_model
+from .registry import architectures, available_models, build, load_model, model_card
 from .resolve import load_potential
 from .sake import SAKE, SAKEConfig
 
@@ -37,6 +37,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "load_potential",
+    "model_card",
     "read_checkpoint",
     "register_checkpoint_format",
     "save_checkpoint",

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 _ARCHITECTURES: dict[str, type[Potential]] = {}
 _MODELS: dict[str, tuple[Callable[[], Potential], str]] = {}
+_CARDS: dict[str, dict[str, Any]] = {}
 
 
 def register_architecture(cls: type[Potential]) -> None:
@@ -38,9 +39,21 @@ def build(architecture: str, config: dict[str, Any]) -> Potential:
     return cls(cfg)
 
 
-def register_model(name: str, factory: Callable[[], Potential], description: str) -> None:
-    """Make a ready model (parameters or shipped weights) available by ``name``."""
+def register_model(name: str, factory: Callable[[], Potential], description: str,
+                   card: dict[str, Any] | None = None) -> None:
+    """Make a ready model (parameters or shipped weights) available by ``name``, with a one-line
+    ``description`` and, for trained models, a model ``card`` (data, elements, accuracy, cost, limits)."""
     _MODELS[name] = (factory, description)
+    if card is not None:
+        _CARDS[name] = card
+
+
+def model_card(name: str) -> dict[str, Any] | None:
+    """The model card of a registered model (None for models without one); :class:`ConfigError` for an
+    unknown name."""
+    if name not in _MODELS:
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(available_models()) or 'none'}")
+    return _CARDS.get(name)
 
 
 def available_models() -> dict[str, str]:

@@ -13,9 +13,9 @@ import argparse
 from collections.abc import Sequence
 from typing import NoReturn
 
-from . import md, models, train
+from . import data, metrics, md, models, train
 
-COMMANDS = (models, md, train)
+COMMANDS = (models, md, train, metrics, data)
 
 
 class CommandLineParser(argparse.ArgumentParser):

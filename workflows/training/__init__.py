@@ -11,7 +11,7 @@
 
 from .config import TrainConfig, example_yaml, from_dict, load_config
 from .frames import DataError, Frame, read_frames
-from .trainer import Trainer, TrainResult, restart, train
+from .trainer import Trainer, TrainResult, restart, score, train
 
 __all__ = ["DataError", "Frame", "TrainConfig", "TrainResult", "Trainer", "example_yaml", "from_dict", "load_config",
-           "read_frames", "restart", "train"]
+           "read_frames", "restart", "score", "train"]

@@ -27,12 +27,12 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from equicalc import predict
-from equicalc.calculator import resolve_device
+from equicalc.models import resolve_device
 from potentials import ConfigError, Potential, build, load_potential, save_checkpoint
 from potentials.nn import default_dtype
 
 from . import distributed
-from .config import TrainConfig
+from .config import LossSection, TrainConfig
 from .frames import Frame, check_frames, elements_of, read_frames, reference_energies_from
 from .loss import ErrorSums, Targets, batch_of, compare, metrics
 from .schedule import LearningRate
@@ -174,8 +174,8 @@ class Trainer:
         writer = self._tensorboard()
         try:
             while self.epoch < t.epochs:
-                started = time.perf_counter()
                 train_loss = self._train_epoch()
+                started = time.perf_counter()
                 val = self.validate(self.val_frames)
                 self.lr.end_epoch(val["loss"])
                 self.elapsed += time.perf_counter() - started
@@ -207,7 +207,9 @@ class Trainer:
             self.train_sums = torch.zeros(2, dtype=torch.float64)  # sum of batch losses, batches
         bar = self._progress(len(batches), self.step_in_epoch)
         for k in range(self.step_in_epoch, len(batches)):
+            started = time.perf_counter()
             loss = self.train_step([self.train_frames[i] for i in batches[k]])
+            self.elapsed += time.perf_counter() - started
             self.train_sums += torch.tensor([loss, 1.0], dtype=torch.float64)
             self.step_in_epoch, self.global_step = k + 1, self.global_step + 1
             if bar is not None:
@@ -266,7 +268,8 @@ class Trainer:
         model = self.validated_model()
         was_training = model.training
         model.eval()
-        sums = evaluate_sums(model, self.local_share(frames), self.cfg, self.device, stress=self.stress)
+        sums = evaluate_sums(model, self.local_share(frames), self.device, batch_size=self.cfg.training.batch_size,
+                             free_atoms_only=self.cfg.data.free_atoms_only, weights=self.cfg.loss, stress=self.stress)
         model.train(was_training)
         return metrics(self.processes.sum(sums), self.cfg.loss)
 
@@ -366,17 +369,28 @@ class Trainer:
               f"E0s {describe_reference_energies(m.elements, tuple(m.atomic_energies.tolist()))} eV", flush=True)
 
 
-def evaluate_sums(model: Potential, frames: list[Frame], cfg: TrainConfig, device: torch.device,
-                  *, stress: bool) -> torch.Tensor:
-    """Summed errors (:meth:`loss.ErrorSums.detached`) of ``model`` on ``frames``, a batch at a time."""
-    size = cfg.training.batch_size
+def evaluate_sums(model: Potential, frames: list[Frame], device: torch.device, *, batch_size: int,
+                  free_atoms_only: bool, weights: LossSection, stress: bool) -> torch.Tensor:
+    """Summed errors (:meth:`loss.ErrorSums.detached`) of ``model`` on ``frames``, ``batch_size`` at a time."""
     total = torch.zeros(11, dtype=torch.float64)
-    for k in range(0, len(frames), size):
-        chunk = frames[k:k + size]
+    for k in range(0, len(frames), batch_size):
+        chunk = frames[k:k + batch_size]
         prediction = predict(model, batch_of(chunk, device), stress=stress)
-        sums: ErrorSums = compare(prediction, Targets.of(chunk, device, cfg.data.free_atoms_only), cfg.loss)
+        sums: ErrorSums = compare(prediction, Targets.of(chunk, device, free_atoms_only), weights)
         total += sums.detached().cpu()
     return total
+
+
+def score(model: Potential, frames: list[Frame], *, batch_size: int = 8, free_atoms_only: bool = True,
+          device: torch.device | str = "cpu") -> dict[str, float]:
+    """Energy MAE [meV/atom], force MAE [meV/Å], force cosine and stress MAE [meV/Å³] of ``model`` on
+    ``frames`` (the validation metrics, with unit loss weights), evaluated in eval mode."""
+    model = model.to(device).eval()
+    stress = any(f.stress is not None for f in frames)
+    weights = LossSection()
+    sums = evaluate_sums(model, frames, torch.device(device), batch_size=batch_size, free_atoms_only=free_atoms_only,
+                         weights=weights, stress=stress)
+    return metrics(sums, weights)
 
 
 def train(cfg: TrainConfig) -> TrainResult:
