@@ -39,6 +39,8 @@ class DataSource:
     path: str = doc("file of labelled frames: an ASE database (.db) or any file ase.io.read reads (extxyz, traj, ...)")
     select: str = doc("for a database: an ase.db query (e.g. 'split=train'); for other files: "
                       "an ase.io index (e.g. ':' or '0:1000')", "")
+    max_frames: int | None = doc("use a random subset of at most this many of the selected frames, drawn with "
+                                 "training.seed (to fit a compute budget); null: all", None)
 
 
 @dataclass
@@ -184,6 +186,10 @@ def _check(cfg: TrainConfig) -> None:
          "a finite number > 0 or null", o.clip_grad_norm)
     need(o.ema_decay is None or (finite(o.ema_decay) and 0 < o.ema_decay < 1), "optimizer.ema_decay",
          "in (0, 1) or null", o.ema_decay)
+    for name, source in (("train", d.train), ("validation", d.validation)):
+        if source is not None:
+            need(source.max_frames is None or source.max_frames >= 1, f"data.{name}.max_frames",
+                 "an integer >= 1 or null", source.max_frames)
     need(t.epochs >= 1, "training.epochs", "an integer >= 1", t.epochs)
     need(t.batch_size >= 1, "training.batch_size", "an integer >= 1", t.batch_size)
     need(t.seed >= 0, "training.seed", "an integer >= 0", t.seed)
@@ -279,8 +285,9 @@ def example_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _example_source(which: str, key: str) -> str:
-    return {"path": "data/emt-oc.db", "select": "split=train" if which == "train" else "split=val"}[key]
+def _example_source(which: str, key: str) -> str | None:
+    return {"path": "data/emt-oc.db", "select": "split=train" if which == "train" else "split=val",
+            "max_frames": None}[key]
 
 
 def _yaml_value(value: Any) -> str:

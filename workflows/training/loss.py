@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -54,7 +55,7 @@ class Targets:
             n_atoms=t([len(f.atoms) for f in frames]),
             forces=forces,
             free=free,
-            stress=t([f.stress if f.stress is not None else [[0.0] * 3] * 3 for f in frames]).reshape(-1, 3, 3),
+            stress=t(np.array([f.stress if f.stress is not None else np.zeros((3, 3)) for f in frames])).reshape(-1, 3, 3),
             has_stress=t([f.stress is not None for f in frames], torch.bool),
         )
 

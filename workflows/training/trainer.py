@@ -71,6 +71,14 @@ def ema_update(decay: float) -> Any:
     return update
 
 
+def subset(frames: list[Frame], size: int | None, seed: int) -> list[Frame]:
+    """A seeded random subset of at most ``size`` frames, in their original order (all when ``size`` is None)."""
+    if size is None or size >= len(frames):
+        return frames
+    chosen = np.random.default_rng([seed, len(frames)]).choice(len(frames), size=size, replace=False)
+    return [frames[i] for i in sorted(chosen)]
+
+
 def split_validation(frames: list[Frame], fraction: float, seed: int) -> tuple[list[Frame], list[Frame]]:
     """A seeded random ``fraction`` of ``frames`` (at least one) for validation, the rest for training."""
     order = np.random.default_rng(seed).permutation(len(frames))
@@ -84,11 +92,12 @@ def load_data(cfg: TrainConfig, elements: tuple[int, ...] | None) -> tuple[list[
     """Read and check the training and validation frames (:class:`frames.DataError` names bad frames)."""
     d = cfg.data
     keys = {"energy_key": d.energy_key, "forces_key": d.forces_key, "stress_key": d.stress_key}
-    train = read_frames(d.train.path, d.train.select, **keys)
+    train = subset(read_frames(d.train.path, d.train.select, **keys), d.train.max_frames, cfg.training.seed)
     if d.validation is None:
         train, validation = split_validation(train, d.validation_fraction, cfg.training.seed)
     else:
         validation = read_frames(d.validation.path, d.validation.select, **keys)
+        validation = subset(validation, d.validation.max_frames, cfg.training.seed)
     known = elements or elements_of(train + validation)
     for frames, what in ((train, "training"), (validation, "validation")):
         check_frames(frames, known, what, energy_key=d.energy_key, forces_key=d.forces_key)
