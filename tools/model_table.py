@@ -1,6 +1,6 @@
 """The README's model table and learning curves of the shipped potentials.
 
-    python tools/model_table.py --data data/emt-oc.db [--models eqv2-emt-oc sake-emt-oc runs/egnn-emt-oc/best.pt]
+    python -m tools.model_table --data data/emt-oc.db [--models eqv2-emt-oc sake-emt-oc runs/egnn-emt-oc/best.pt]
         [--plot potentials/weights/learning_curves.png] [--limit N]
 
 For each model: energy MAE [meV/atom] and force MAE [meV/Å] (free atoms) on the in-distribution
@@ -16,26 +16,31 @@ import argparse
 import csv
 from pathlib import Path
 
-from potentials import load_potential
+from potentials import Potential, load_potential
 from workflows.training import read_frames, score
+from workflows.training.trainer import subset
 
 SHIPPED = ("eqv2-emt-oc", "sake-emt-oc")
 WEIGHTS = Path(__file__).resolve().parents[1] / "potentials" / "weights"
 
 
+def test_metrics(model: Potential, data: Path, limit: int | None = None) -> dict[str, dict[str, float]]:
+    """``{"test_id": metrics, "test_ood": metrics}`` of ``model`` (in float64) on the database ``data``
+    (on a random subset of ``limit`` frames of each split, seed 0, when given)."""
+    model = model.double()
+    return {split: score(model, subset(read_frames(data, f"split={split}"), limit, 0), batch_size=16)
+            for split in ("test_id", "test_ood")}
+
+
 def row(spec: str, data: Path, limit: int | None) -> str:
     """One markdown table row for the model ``spec``."""
-    model = load_potential(spec).double()
-    cells = []
-    for split in ("test_id", "test_ood"):
-        frames = read_frames(data, f"split={split}")[:limit]
-        result = score(model, frames, batch_size=16)
-        cells += [f"{result['energy_mae']:.1f}", f"{result['forces_mae']:.0f}"]
+    model = load_potential(spec)
+    cells = [f"{m[key]:.1f}" for m in test_metrics(model, data, limit).values() for key in ("energy_mae", "forces_mae")]
     training = model.metadata.get("training", {})
     parameters = sum(p.numel() for p in model.parameters())
     hours = training.get("seconds", float("nan")) / 3600
     return (f"| `{spec}` | {model.architecture} | {parameters / 1e3:.0f} k | {' | '.join(cells)} | "
-            f"{training.get('epochs', '?')} epochs, {hours:.1f} h on 2 CPU cores |")
+            f"{training.get('epochs', '?')} epochs, {training.get('steps', '?')} steps, {hours:.1f} h |")
 
 
 def curves(specs: list[str], path: Path) -> None:
@@ -68,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("data/emt-oc.db"))
     parser.add_argument("--models", nargs="+", default=list(SHIPPED))
-    parser.add_argument("--limit", type=int, default=None, help="at most this many frames per split")
+    parser.add_argument("--limit", type=int, default=None, help="a random subset of this many frames per split")
     parser.add_argument("--plot", type=Path, help="write the learning curves here")
     args = parser.parse_args()
     print("| model | architecture | parameters | energy MAE ID [meV/atom] | force MAE ID [meV/Å] | "
