@@ -144,6 +144,75 @@ def test_grid_maps_in_blocks_match_the_whole_grid(monkeypatch: pytest.MonkeyPatc
     assert torch.autograd.gradgradcheck(lambda v: grid.pointwise(v, channel_mlp), (x,))
 
 
+def test_grid_silu_derivative_is_differentiable_in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grid SiLU's derivative g_x(x, g_y) = A^T [SiLU'(A x) (B^T g_y)], a blockwise function of
+    its own, has derivatives with respect to x and g_y that match finite differences (the second
+    derivatives of training on forces); it is differentiable once only, and says so."""
+    from potentials.equiformer_v2 import layers
+
+    layout = CoefficientLayout(2, 1)
+    grid = layers.S2Grid(2, 6, layout)
+    matrices = [grid.constants.get(name, torch.zeros((), dtype=torch.float64)) for name in layers._NAMES]
+    monkeypatch.setitem(layers._GRID_BLOCK, "cpu", 2 * 36 * 3)  # two rows per block: three blocks
+    x, grad_y = (torch.randn(5, layout.n_reduced, 3, dtype=torch.float64, requires_grad=True) for _ in range(2))
+
+    def derivative(x: torch.Tensor, grad_y: torch.Tensor) -> torch.Tensor:
+        return layers._GridSiLUBackward.apply(x, grad_y, *matrices)
+
+    expected = torch.autograd.grad(grid.from_grid(torch.nn.functional.silu(grid.to_grid(x))), x, grad_y)[0]
+    assert (derivative(x, grad_y) - expected).abs().max() < 1e-14
+    assert torch.autograd.gradcheck(derivative, (x, grad_y))
+    first = torch.autograd.grad(derivative(x, grad_y).square().sum(), x, create_graph=True)[0]
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        first.sum().backward()
+
+
+def test_gaussian_basis_derivatives_are_written_out_exactly() -> None:
+    """The distance basis, whose first and second derivatives are written out, has the formula's
+    values and derivatives that match finite differences; it is differentiable twice only."""
+    from potentials.equiformer_v2.layers import GaussianBasis
+
+    basis = GaussianBasis(cutoff=5.0, num=12)
+    d = torch.tensor([0.3, 1.7, 2.26, 4.9, 5.5], dtype=torch.float64, requires_grad=True)
+    offsets = torch.linspace(0.0, 5.0, 12, dtype=torch.float64)
+    assert torch.equal(basis(d), torch.exp(basis.coeff * (d[:, None] - offsets) ** 2))
+    assert torch.autograd.gradcheck(basis, (d,))
+    assert torch.autograd.gradgradcheck(basis, (d,))
+    first = torch.autograd.grad(basis(d).square().sum(), d, create_graph=True)[0]
+    second = torch.autograd.grad(first.square().sum(), d, create_graph=True)[0]
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        second.sum().backward()
+
+
+def test_force_training_gradients_match_plain_autograd() -> None:
+    """The parameter gradients of an energy + force loss (second derivatives through every grid SiLU
+    and distance basis, whose derivatives are written out) equal those of the same model in plain
+    autograd: the SiLU on the whole grid, the basis by its formula."""
+    from potentials.equiformer_v2.layers import GaussianBasis, S2Grid
+
+    systems = SystemBatch.from_atoms([slab(), bulk_cell()], dtype=torch.float64, device="cpu")
+    m = model(lmax=2, mmax=1).double()
+
+    def gradients() -> list[torch.Tensor]:
+        out = predict(m, systems, stress=False, create_graph=True)
+        loss = out.energy.square().sum() + out.forces.square().sum()
+        return torch.autograd.grad(loss, list(m.parameters()), allow_unused=True, materialize_grads=True)
+
+    def whole_grid_silu(grid: S2Grid, x: torch.Tensor) -> torch.Tensor:  # no edges (isolated atoms): no grid
+        return grid.from_grid(torch.nn.functional.silu(grid.to_grid(x))) if len(x) else x
+
+    def gaussians(basis: GaussianBasis, d: torch.Tensor) -> torch.Tensor:
+        return torch.exp(basis.coeff * (d[:, None] - basis.constants.get("offsets", d)) ** 2)
+
+    written_out = gradients()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(S2Grid, "silu", whole_grid_silu)
+        patch.setattr(GaussianBasis, "forward", gaussians)
+        plain = gradients()
+    scale = max(g.abs().max() for g in plain)
+    assert scale > 0 and max((a - b).abs().max() for a, b in zip(written_out, plain)) < 1e-12 * scale
+
+
 @pytest.mark.parametrize("norm", NORMS)
 def test_norms_and_degree_wise_linear_are_equivariant(norm: str) -> None:
     torch.set_default_dtype(torch.float64)

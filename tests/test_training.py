@@ -330,3 +330,9 @@ def test_two_gloo_processes_give_the_loss_and_gradients_of_one(tmp_path: Path, d
     for a, b in zip(_metrics(tmp_path / "single"), _metrics(tmp_path / "ddp")):
         for key in a:
             assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-8, nan_ok=True), key
+
+
+def test_tensorboard_log(tmp_path: Path, database: Path) -> None:
+    pytest.importorskip("tensorboard")
+    train(from_dict(config(database, tmp_path / "run", epochs=1, tensorboard=True)))
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))

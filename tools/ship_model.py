@@ -27,14 +27,15 @@ def card(name: str, summary: str, run: Path, data: Path, limit: int | None) -> d
     model = load_checkpoint(run / "best.pt")
     training = model.metadata["training"]
     recipe = training["config"]
-    metrics = test_metrics(model, data, limit)
+    dtype = str(model.dtype).removeprefix("torch.")
+    metrics = test_metrics(model, data, limit)  # evaluated in float64
     return {
         "name": name,
         "file": f"{name}.pt",
         "summary": summary,
         "architecture": model.architecture,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "dtype": str(model.dtype).removeprefix("torch."),
+        "dtype": dtype,
         "cutoff_A": model.cutoff,
         "max_neighbors": model.config.max_neighbors,
         "elements": " ".join(chemical_symbols[z] for z in model.elements),
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="a random subset of this many test frames per split")
     args = parser.parse_args()
     model = load_checkpoint(args.run / "best.pt")
+    WEIGHTS.mkdir(exist_ok=True)
     target = save_checkpoint(model, WEIGHTS / f"{args.name}.pt", name=args.name, training=model.metadata["training"])
     size = target.stat().st_size / 2**20
     if size > LIMIT_MB:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from e3nn import o3
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ..nn import default_dtype
 from .so3 import CoefficientLayout, Float64Constants, coefficient_degrees
@@ -57,7 +58,9 @@ class RadialMLP(nn.Module):
 class GaussianBasis(nn.Module):
     """exp(-(d - mu_k)^2 / (2 (w Δ)^2)) on ``num`` centres mu_k evenly spaced on [0, cutoff] (Δ apart).
 
-    Input ``(E,)`` distances [Å], output ``(E, num)``.
+    Input ``(E,)`` distances [Å], output ``(E, num)``. Its first and second derivatives are written
+    out (:class:`_Gaussians`): training on forces differentiates this ``(E, num)`` table twice, and
+    autograd of the formula would keep and differentiate each of its four intermediate tables.
     """
 
     def __init__(self, cutoff: float, num: int, width: float = 2.0) -> None:
@@ -67,7 +70,55 @@ class GaussianBasis(nn.Module):
         self.coeff = -0.5 / (width * (offsets[1] - offsets[0]).item()) ** 2
 
     def forward(self, d: Tensor) -> Tensor:
-        return torch.exp(self.coeff * (d[:, None] - self.constants.get("offsets", d)) ** 2)
+        return _Gaussians.apply(d, self.constants.get("offsets", d), self.coeff)
+
+
+class _Gaussians(torch.autograd.Function):
+    """phi_k(d) = exp(c (d - mu_k)^2) ``(E, K)`` for distances d ``(E,)``, centres mu ``(K,)`` and c < 0.
+
+    Backward: dL/dd = :class:`_GaussiansBackward` (d, dL/dphi), differentiable once more.
+    """
+
+    @staticmethod
+    def forward(ctx, d: Tensor, offsets: Tensor, coeff: float) -> Tensor:
+        phi = torch.exp(coeff * (d[:, None] - offsets) ** 2)
+        ctx.save_for_backward(d, offsets, phi)
+        ctx.coeff = coeff
+        return phi
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        d, offsets, phi = ctx.saved_tensors
+        return _GaussiansBackward.apply(d, grad, phi.detach(), offsets, ctx.coeff), None, None
+
+
+class _GaussiansBackward(torch.autograd.Function):
+    """g_d = sum_k g_k dphi_k/dd = 2c sum_k g_k (d - mu_k) phi_k ``(E,)`` as a function of d ``(E,)``
+    and g = dL/dphi ``(E, K)``; phi(d) comes along computed (its dependence on d is in the formulas).
+
+    Its backward, for an upstream u = dL'/dg_d ``(E,)``, with d/dd [(d - mu) phi] = phi (1 + 2c (d - mu)^2):
+
+        dL'/dg_k = 2c u (d - mu_k) phi_k
+        dL'/dd   = 2c u sum_k g_k phi_k (1 + 2c (d - mu_k)^2)
+
+    Third derivatives are not implemented: asking for them raises.
+    """
+
+    @staticmethod
+    def forward(ctx, d: Tensor, grad: Tensor, phi: Tensor, offsets: Tensor, coeff: float) -> Tensor:
+        ctx.save_for_backward(d, grad, phi, offsets)
+        ctx.coeff = coeff
+        return (d[:, None] - offsets).mul_(phi).mul_(grad).sum(1).mul_(2 * coeff)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, upstream: Tensor) -> tuple[Tensor | None, ...]:
+        d, grad, phi, offsets = ctx.saved_tensors
+        scale = (2 * ctx.coeff) * upstream  # 2c u
+        difference = d[:, None] - offsets
+        grad_grad = (difference * phi).mul_(scale[:, None])
+        grad_d = difference.square_().mul_(2 * ctx.coeff).add_(1).mul_(phi).mul_(grad).sum(1).mul_(scale)
+        return grad_d, grad_grad, None, None, None
 
 
 def smooth_leaky_relu(x: Tensor, negative_slope: float = 0.2) -> Tensor:
@@ -162,8 +213,8 @@ def _contract(lon: Tensor, lat: Tensor, grid: Tensor, out: Tensor | None = None)
     return _each(lat, by_order, out=out)
 
 
-#: grid values evaluated at once by :class:`_GridSiLU` (about 2 MB in float32 on a CPU; on a GPU,
-#: where each launch costs more than the memory, large blocks)
+#: grid values evaluated at once by :class:`_GridSiLU` and its derivatives (about 2 MB in float32 on
+#: a CPU; on a GPU, where each launch costs more than the memory, large blocks)
 _GRID_BLOCK = {"cpu": 2**19, "cuda": 2**25}
 
 
@@ -171,10 +222,8 @@ class _GridSiLU(torch.autograd.Function):
     """y = B SiLU(A x) row by row for x ``(N, n, C)``, with A = :func:`_expand` and B = :func:`_contract`
     by their latitude and longitude matrices, in row blocks.
 
-    Backward: dL/dx = A^T [SiLU'(A x) * (B^T dL/dy)] with the grid A x recomputed block by block
-    (A^T contracts by the transposed matrices, B^T expands). Under ``create_graph`` (training on
-    forces) the backward is written in differentiable operations on whole tensors, so second
-    derivatives exist.
+    Backward: dL/dx = :class:`_GridSiLUBackward` (x, dL/dy), itself blockwise and differentiable
+    once more, so that training on forces (``create_graph``) never holds a whole grid either.
     """
 
     @staticmethod
@@ -184,19 +233,49 @@ class _GridSiLU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        x, to_lat, to_lon, from_lon, from_lat = ctx.saved_tensors
+        x, *matrices = ctx.saved_tensors
+        return _GridSiLUBackward.apply(x, grad, *matrices), None, None, None, None
 
-        def upstream(rows: slice) -> Tensor:  # B^T dL/dy on the grid
-            return _expand(from_lat.T, from_lon.T, grad[rows])
 
-        if torch.is_grad_enabled():
-            grid = _expand(to_lat, to_lon, x)
-            return _contract(to_lon.T, to_lat.T, _silu_derivative(grid) * upstream(slice(None))), None, None, None, None
+class _GridSiLUBackward(torch.autograd.Function):
+    """The derivative of :class:`_GridSiLU`, g_x = A^T [SiLU'(A x) * (B^T g_y)], as a function of
+    x and g_y = dL/dy, both ``(N, n, C)`` (A^T contracts by the transposed matrices of A, B^T expands
+    by those of B), with the grid A x recomputed block by block.
+
+    Its backward, for an upstream u = dL'/dg_x ``(N, n, C)`` (the force loss's gradient):
+
+        dL'/dg_y = B [SiLU'(A x) * (A u)]
+        dL'/dx   = A^T [SiLU''(A x) * (B^T g_y) * (A u)]
+
+    also block by block. Third derivatives are not implemented: asking for them raises.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, grad: Tensor, to_lat: Tensor, to_lon: Tensor, from_lon: Tensor,
+                from_lat: Tensor) -> Tensor:
+        ctx.save_for_backward(x, grad, to_lat, to_lon, from_lon, from_lat)
         out = x.new_empty(x.shape)
         for rows in _row_blocks(x, _points(to_lat, to_lon)):
-            values = upstream(rows).mul_(_silu_derivative(_expand(to_lat, to_lon, x[rows])))
+            values = _silu_backward(_expand(from_lat.T, from_lon.T, grad[rows]), _expand(to_lat, to_lon, x[rows]))
             _contract(to_lon.T, to_lat.T, values, out=out[rows])
-        return out, None, None, None, None
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, upstream: Tensor) -> tuple[Tensor | None, ...]:
+        x, grad, to_lat, to_lon, from_lon, from_lat = ctx.saved_tensors
+        grad_x, grad_grad = x.new_empty(x.shape), x.new_empty(x.shape)
+        for rows in _row_blocks(x, _points(to_lat, to_lon)):
+            grid = _expand(to_lat, to_lon, x[rows])  # A x
+            pulled = _expand(to_lat, to_lon, upstream[rows])  # A u
+            sigma = torch.sigmoid(grid)
+            slope = torch.addcmul(sigma, sigma, sigma, value=-1)  # sigma (1 - sigma)
+            # SiLU' = sigma + x sigma (1 - sigma)
+            _contract(from_lon, from_lat, torch.addcmul(sigma, grid, slope).mul_(pulled), out=grad_grad[rows])
+            # SiLU'' = sigma (1 - sigma) (2 + x - 2 x sigma), computed in the place of A x
+            second = grid.addcmul_(grid, sigma, value=-2).add_(2).mul_(slope).mul_(pulled)
+            _contract(to_lon.T, to_lat.T, second.mul_(_expand(from_lat.T, from_lon.T, grad[rows])), out=grad_x[rows])
+        return grad_x, grad_grad, None, None, None, None
 
 
 def _points(lat: Tensor, lon: Tensor) -> int:
@@ -210,10 +289,8 @@ def _each(matrix: Tensor, x: Tensor, out: Tensor | None = None) -> Tensor:
     return torch.bmm(matrix.expand(x.shape[0], *matrix.shape), x, out=out)
 
 
-def _silu_derivative(x: Tensor) -> Tensor:
-    """d SiLU / dx = sigma(x) (1 + x (1 - sigma(x)))."""
-    s = torch.sigmoid(x)
-    return s * (1 + x * (1 - s))
+#: grad * d SiLU / dx at x, ATen's fused kernel of SiLU's backward: grad sigma(x) (1 + x (1 - sigma(x)))
+_silu_backward = torch.ops.aten.silu_backward
 
 
 def _row_blocks(x: Tensor, points: int) -> list[slice]:

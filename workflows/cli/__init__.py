@@ -1,4 +1,4 @@
-"""The ``equicalc`` command: ``equicalc models`` and ``equicalc md``.
+"""The ``equicalc`` command: ``models``, ``md``, ``data``, ``train`` and ``metrics``.
 
 Each command is a module of this package with ``add_parser(subparsers)``, which declares its
 arguments and sets ``run`` (the function that carries it out, returning the exit code). Bad
