@@ -13,6 +13,7 @@ With ``--plot``, the validation force and energy MAE per epoch of each model's t
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 from pathlib import Path
 
@@ -26,8 +27,8 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "potentials" / "weights"
 
 def test_metrics(model: Potential, data: Path, limit: int | None = None) -> dict[str, dict[str, float]]:
     """``{"test_id": metrics, "test_ood": metrics}`` of ``model`` (in float64) on the database ``data``
-    (on a random subset of ``limit`` frames of each split, seed 0, when given)."""
-    model = model.double()
+    (on a random subset of ``limit`` frames of each split, seed 0, when given); ``model`` itself is not changed."""
+    model = copy.deepcopy(model).double()
     return {split: score(model, subset(read_frames(data, f"split={split}"), limit, 0), batch_size=16)
             for split in ("test_id", "test_ood")}
 

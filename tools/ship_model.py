@@ -16,26 +16,24 @@ from pathlib import Path
 
 from ase.data import chemical_symbols
 
-from potentials import load_checkpoint, save_checkpoint
+from potentials import Potential, load_checkpoint, save_checkpoint
 from tools.model_table import WEIGHTS, test_metrics
 
 LIMIT_MB = 20
 
 
-def card(name: str, summary: str, run: Path, data: Path, limit: int | None) -> dict:
-    """The model card of the model trained in ``run``."""
-    model = load_checkpoint(run / "best.pt")
+def card(name: str, summary: str, model: Potential, data: Path, limit: int | None) -> dict:
+    """The model card of a trained ``model`` (its metadata holds the training summary)."""
     training = model.metadata["training"]
     recipe = training["config"]
-    dtype = str(model.dtype).removeprefix("torch.")
-    metrics = test_metrics(model, data, limit)  # evaluated in float64
+    metrics = test_metrics(model, data, limit)
     return {
         "name": name,
         "file": f"{name}.pt",
         "summary": summary,
         "architecture": model.architecture,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "dtype": dtype,
+        "dtype": str(model.dtype).removeprefix("torch."),
         "cutoff_A": model.cutoff,
         "max_neighbors": model.config.max_neighbors,
         "elements": " ".join(chemical_symbols[z] for z in model.elements),
@@ -67,7 +65,7 @@ def main() -> None:
         target.unlink()
         raise SystemExit(f"{target} would be {size:.1f} MB, over the {LIMIT_MB} MB limit")
     shutil.copy(args.run / "metrics.csv", WEIGHTS / f"{args.name}.metrics.csv")
-    entry = card(args.name, args.summary, args.run, args.data, args.limit)
+    entry = card(args.name, args.summary, model, args.data, args.limit)
     (WEIGHTS / f"{args.name}.json").write_text(json.dumps(entry, indent=1, ensure_ascii=False) + "\n")
     print(json.dumps(entry, indent=1, ensure_ascii=False))
     print(f"wrote {target} ({size:.2f} MB)")

@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -228,7 +230,7 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
         if value is None and hint is DataSource:
             raise ConfigError(f"{key} is required: {{path: FILE, select: QUERY}}")
         return from_dict(value, hint, key + ".")
-    options = get_args(hint) if get_origin(hint) in (type(int | None),) or str(get_origin(hint)) == "typing.Union" else ()
+    options = get_args(hint) if get_origin(hint) in (types.UnionType, typing.Union) else ()
     if options:
         if value is None and type(None) in options:
             return None

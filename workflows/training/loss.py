@@ -48,7 +48,7 @@ class Targets:
             return torch.as_tensor(x, dtype=dtype, device=device)
 
         forces = torch.cat([t(f.forces) for f in frames]) if frames else t([]).reshape(0, 3)
-        free = torch.cat([t(f.free if free_atoms_only else f.free | True, torch.bool) for f in frames]) \
+        free = torch.cat([t(f.free if free_atoms_only else np.ones_like(f.free), torch.bool) for f in frames]) \
             if frames else t([], torch.bool)
         return cls(
             energy=t([f.energy for f in frames]),
@@ -89,6 +89,11 @@ class ErrorSums:
     n_cos: Tensor
     stress_abs: Tensor          # sum |d sigma| [eV/Å³]
     counts: Tensor              # (3,) systems, force components, stress components
+
+    @classmethod
+    def width(cls) -> int:
+        """Length of :meth:`detached`: one entry per sum, three counts."""
+        return len(fields(cls)) - 1 + 3
 
     def detached(self) -> Tensor:
         """All sums as one float64 vector (for all-reduce and accumulation)."""
@@ -141,7 +146,7 @@ def compare(prediction: Prediction, targets: Targets, weights: LossSection) -> E
 def metrics(sums: Tensor, weights: LossSection) -> dict[str, float]:
     """Mean metrics from accumulated :meth:`ErrorSums.detached` vectors: the loss, energy MAE
     [meV/atom], force MAE [meV/Å], mean force cosine, stress MAE [meV/Å³] (NaN without stress)."""
-    rho_e, rho_f, rho_s, energy_abs, forces_abs, cos, n_cos, stress_abs, n_sys, n_force, n_stress = sums.tolist()
+    *_, energy_abs, forces_abs, cos, n_cos, stress_abs, n_sys, n_force, n_stress = sums.tolist()
 
     def mean(total: float, n: float) -> float:
         return total / n if n > 0 else float("nan")

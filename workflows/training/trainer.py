@@ -128,9 +128,14 @@ def build_model(cfg: TrainConfig, train: list[Frame]) -> Potential:
         elif value == "auto":
             raise ConfigError(f"model.config.{key}: 'auto' is only understood for "
                               f"{', '.join(_AUTO_NEIGHBORS + _AUTO_ATOMS)}")
-    torch.manual_seed(cfg.training.seed)
+    return seeded_build(m.architecture, config, dtype, cfg.training.seed)
+
+
+def seeded_build(architecture: str, config: dict[str, Any], dtype: torch.dtype, seed: int) -> Potential:
+    """The model drawn from ``seed``, its weights created directly in ``dtype``."""
+    torch.manual_seed(seed)
     with default_dtype(dtype):
-        return build(m.architecture, config).to(dtype)
+        return build(architecture, config).to(dtype)
 
 
 class Trainer:
@@ -152,9 +157,8 @@ class Trainer:
         given = cfg.model.config.get("elements")
         self.train_frames, self.val_frames = load_data(cfg, tuple(given) if given else None)
         if state is not None:  # the model as the run built it (fitted E0s, measured statistics)
-            torch.manual_seed(t.seed)
-            with default_dtype(torch.float64 if cfg.model.dtype == "float64" else torch.float32):
-                self.model = build(state["architecture"], state["model_config"])
+            dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
+            self.model = seeded_build(state["architecture"], state["model_config"], dtype, t.seed)
         else:
             self.model = build_model(cfg, self.train_frames)
         check_frames(self.train_frames + self.val_frames, self.model.elements, "training/validation")
@@ -381,7 +385,7 @@ class Trainer:
 def evaluate_sums(model: Potential, frames: list[Frame], device: torch.device, *, batch_size: int,
                   free_atoms_only: bool, weights: LossSection, stress: bool) -> torch.Tensor:
     """Summed errors (:meth:`loss.ErrorSums.detached`) of ``model`` on ``frames``, ``batch_size`` at a time."""
-    total = torch.zeros(11, dtype=torch.float64)
+    total = torch.zeros(ErrorSums.width(), dtype=torch.float64)
     for k in range(0, len(frames), batch_size):
         chunk = frames[k:k + batch_size]
         prediction = predict(model, batch_of(chunk, device), stress=stress)
