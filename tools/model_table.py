@@ -57,11 +57,11 @@ def curves(specs: list[str], path: Path) -> None:
         if not log.exists():
             continue
         rows = list(csv.DictReader(open(log)))
-        steps = [int(r["step"]) for r in rows]
-        forces.plot(steps, [float(r["val_forces_mae_meV_per_A"]) for r in rows], marker="o", label=spec)
-        energy.plot(steps, [float(r["val_energy_mae_meV_per_atom"]) for r in rows], marker="o", label=spec)
+        seen = [int(r.get("frames") or 8 * int(r["step"])) / 1000 for r in rows]  # older logs: batches of 8
+        forces.plot(seen, [float(r["val_forces_mae_meV_per_A"]) for r in rows], marker="o", label=spec)
+        energy.plot(seen, [float(r["val_energy_mae_meV_per_atom"]) for r in rows], marker="o", label=spec)
     for ax, label in ((forces, "validation force MAE [meV/Å]"), (energy, "validation energy MAE [meV/atom]")):
-        ax.set_xlabel("optimizer steps (batches of 8)")
+        ax.set_xlabel("training frames seen [thousands]")
         ax.set_ylabel(label)
         ax.set_yscale("log")
         ax.legend()

@@ -13,9 +13,9 @@ import argparse
 from collections.abc import Sequence
 from typing import NoReturn
 
-from . import data, metrics, md, models, train
+from . import data, info, md, metrics, models, phonons, relax, train
 
-COMMANDS = (models, md, train, metrics, data)
+COMMANDS = (models, info, relax, md, phonons, train, metrics, data)
 
 
 class CommandLineParser(argparse.ArgumentParser):

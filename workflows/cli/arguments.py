@@ -38,6 +38,11 @@ def _checked(parse: Callable[[str], T], expected: str, accept: Callable[[T], boo
     return check
 
 
+def finite_float(unit: str) -> Callable[[str], float]:
+    """A finite number of any sign, in ``unit``."""
+    return _checked(float, f"a finite number [{unit}]", math.isfinite)
+
+
 def positive_float(unit: str) -> Callable[[str], float]:
     """A finite number > 0, in ``unit``."""
     return _checked(float, f"a finite number > 0 [{unit}]", lambda x: math.isfinite(x) and x > 0)
@@ -75,3 +80,14 @@ def device(text: str) -> str:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err).removeprefix("device ")) from None
     return text
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, default_model: str | None = None) -> None:
+    """The flags every command that evaluates a model shares: ``--model``, ``--device`` and ``--dtype``."""
+    parser.add_argument("--model", default=default_model, required=default_model is None,
+                        help="a shipped potential (see 'equicalc models'), an equicalc checkpoint or an official "
+                             "fairchem EquiformerV2 checkpoint" + (" (default: %(default)s)" if default_model else ""))
+    parser.add_argument("--device", type=device, default="auto",
+                        help="'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available) (default: %(default)s)")
+    parser.add_argument("--dtype", default="float64", choices=("float32", "float64"),
+                        help="precision of the network; geometry is float64 either way (default: %(default)s)")
