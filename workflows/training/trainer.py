@@ -250,7 +250,7 @@ class Trainer:
         if share:
             prediction = predict(self.model, batch_of(share, self.device), stress=self.stress, create_graph=True)
             loss = compare(prediction, targets, weights).loss(weights, counts)
-            loss.backward()
+            loss.backward(inputs=self.parameters)  # not into the positions: a leaf of no use here
             value = loss.detach().to(torch.float64).reshape(1)
         else:
             value = torch.zeros(1, dtype=torch.float64)
