@@ -151,6 +151,9 @@ def test_structure_conversion_round_trip() -> None:
     (bulk("Cu", a=A_CU), {"displacement": 0.0}, "displacement"),
     (bulk("Cu", a=A_CU), {"displacement": -0.01}, "displacement"),
     (bulk("Cu", a=A_CU), {"displacement": float("nan")}, "displacement"),
+    (bulk("Cu", a=A_CU), {"displacement": 5.0}, "at most 0.2"),
+    (Atoms("Cu2", positions=[[float("nan"), 0, 0], [1.8, 1.8, 0]], cell=[3.6] * 3, pbc=True), {}, "NaN"),
+    (Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 0.01]], cell=[3.6] * 3, pbc=True), {}, "closer than"),
     (bulk("Cu", a=A_CU), {"supercell": (0, 1, 1)}, "supercell"),
     (bulk("Cu", a=A_CU), {"supercell": (2, 2.5, 2)}, "supercell"),
     (bulk("Cu", a=A_CU), {"supercell": [[0, 1, 0], [1, 0, 0], [0, 0, 1]]}, "supercell"),  # det -1

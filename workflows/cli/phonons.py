@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="repeats of the unit cell along a, b and c for the displaced supercells, integers "
                              ">= 1 (default: 3 3 3)")
     parser.add_argument("--displacement-A", type=positive_float("Å"), default=0.01, metavar="Å",
-                        help="length of each atomic displacement in Å, > 0 (default: %(default)s)")
+                        help="length of each atomic displacement in Å, > 0 and at most 0.2 (default: %(default)s)")
     parser.add_argument("--mesh", type=positive_int("q-points"), nargs=3, default=(20, 20, 20), metavar="N",
                         help="Γ-centred q-mesh of the DOS and thermal properties, q-points along each reciprocal "
                              "axis of the primitive cell, integers >= 1 (default: 20 20 20)")

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import BaseCalculator
+from ase.neighborlist import neighbor_list
 from phonopy import Phonopy
 from phonopy.structure.cells import guess_primitive_matrix
 
@@ -93,8 +94,9 @@ def phonons(
         OSError: ``output_dir`` cannot be written.
     """
     _check_structure(atoms)
-    if not (math.isfinite(displacement) and displacement > 0):
-        raise ValueError(f"displacement must be a finite number > 0 [Å], got {displacement!r}")
+    if not (math.isfinite(displacement) and 0 < displacement <= MAX_DISPLACEMENT):
+        raise ValueError(f"displacement must be a finite number > 0 and at most {MAX_DISPLACEMENT} Å (harmonic "
+                         f"finite differences want small ones; phonopy's default is 0.01), got {displacement!r}")
     supercell_matrix = _supercell_matrix(supercell)
     mesh_numbers = _mesh(mesh)
     temperatures = np.asarray(temperatures, dtype=np.float64).reshape(-1)
@@ -166,14 +168,27 @@ def write_outputs(result: PhononResult, output_dir: str | os.PathLike) -> None:
                                      encoding="utf-8")
 
 
+#: the largest finite displacement accepted [Å]
+MAX_DISPLACEMENT = 0.2
+#: atoms closer than this are refused [Å]
+COINCIDENCE_A = 0.1
+
+
 def _check_structure(atoms: Atoms) -> None:
-    """Refuse a structure phonons by periodic supercells cannot describe."""
+    """Refuse a structure phonons by periodic supercells cannot describe (before spglib sees it: it
+    crashes the process on non-finite positions)."""
+    if len(atoms) == 0:
+        raise ValueError("phonons need at least one atom, got a structure without atoms")
+    if not (np.isfinite(atoms.positions).all() and np.isfinite(atoms.cell.array).all()):
+        raise ValueError("the structure's positions or cell contain NaN or infinite values")
     if not atoms.pbc.all():
         raise ValueError(f"phonons need a crystal periodic along all three axes, got pbc={atoms.pbc.tolist()}")
     if abs(atoms.cell.volume) < 1e-6:
         raise ValueError(f"phonons need a 3-D cell, got a cell of volume {atoms.cell.volume:.3g} Å³")
-    if len(atoms) == 0:
-        raise ValueError("phonons need at least one atom, got an empty structure")
+    close = neighbor_list("ij", atoms, COINCIDENCE_A)
+    if len(close[0]):
+        i, j = int(close[0][0]), int(close[1][0])
+        raise ValueError(f"atoms {i} and {j} (or a periodic image) are closer than {COINCIDENCE_A} Å")
 
 
 def _supercell_matrix(supercell: Sequence[int] | Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
