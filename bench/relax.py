@@ -34,6 +34,8 @@ import argparse
 import os
 import statistics
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -97,51 +99,93 @@ def first_fit(structures: list[Atoms], max_atoms: int) -> list[Atoms]:
     return chosen
 
 
-def run_engine(structures, model, args, max_atoms):
-    """Our engine: wall time, time inside the model calls, results in input order."""
-    import workflows.relax.engine as engine
+@dataclass
+class Run:
+    """One method's run: wall time, what its model calls took, its results (input order)."""
 
-    device = resolve_device(args.device)
-    inside = []
+    label: str
+    seconds: float
+    model_seconds: float  # inside equicalc.predict
+    atom_evaluations: int  # atoms evaluated by equicalc.predict, summed over its calls
+    converged: int
+    steps: int
+    energies: np.ndarray  # final energies [eV]
+    step_counts: np.ndarray
 
-    def timed_predict(*a, **k):  # the engine's one call of the model per step, timed
+    def print(self, n: int) -> None:
+        outside = 100 * (1 - self.model_seconds / self.seconds)
+        print(f"{self.label:<36} {self.seconds:>8.2f} {60 * n / self.seconds:>8.1f} {self.converged:>5}/{n:<3} "
+              f"{self.steps:>6} {self.atom_evaluations:>9} {self.model_seconds:>8.2f} "
+              f"{1e6 * self.model_seconds / self.atom_evaluations:>9.1f} {outside:>8.1f}")
+
+
+HEADER = (f"{'method':<36} {'time [s]':>8} {'str/min':>8} {'converged':>9} {'steps':>6} {'atom-ev.':>9} "
+          f"{'model [s]':>8} {'us/atom-ev':>9} {'outside %':>8}")
+
+
+@contextmanager
+def model_calls(module, device: torch.device):
+    """Time every ``predict`` call ``module`` makes (its name for ``equicalc.predict``): seconds and atoms."""
+    record = {"seconds": 0.0, "atoms": 0}
+    original = module.predict
+
+    def timed(model, systems, **kwargs):
         synchronize(device)
         start = time.perf_counter()
-        out = predict(*a, **k)
+        out = original(model, systems, **kwargs)
         synchronize(device)
-        inside.append(time.perf_counter() - start)
+        record["seconds"] += time.perf_counter() - start
+        record["atoms"] += len(systems.positions)
         return out
 
-    engine.predict = timed_predict
+    module.predict = timed
     try:
+        yield record
+    finally:
+        module.predict = original
+
+
+def run_engine(structures, model, args, max_atoms) -> Run:
+    """Our batched engine."""
+    import workflows.relax.engine as engine
+
+    with model_calls(engine, resolve_device(args.device)) as calls:
         start = time.perf_counter()
         results = list(relax_batch(structures, model, optimizer=args.optimizer, fmax=args.fmax,
                                    max_steps=args.max_steps, device=args.device, dtype=args.dtype, max_atoms=max_atoms))
         elapsed = time.perf_counter() - start
-    finally:
-        engine.predict = predict
-    return elapsed, sum(inside), sorted(results, key=lambda r: r.index)
+    results.sort(key=lambda r: r.index)
+    return Run("batched engine", elapsed, calls["seconds"], calls["atoms"], sum(r.converged for r in results),
+               sum(r.steps for r in results), np.array([r.energies[-1] for r in results]),
+               np.array([r.steps for r in results]))
 
 
-def run_sequential(structures, model, args):
+def run_sequential(structures, model, args) -> Run:
+    """ASE's optimizer on each structure in turn, through our calculator."""
+    import equicalc.calculator
+
     calc = EquiCalculator(model, device=args.device, dtype=args.dtype)
     energies, steps, converged = [], [], []
-    start = time.perf_counter()
-    for atoms in structures:
-        atoms = atoms.copy()
-        atoms.calc = calc
-        opt = ASE_OPTIMIZERS[args.optimizer](atoms, logfile=None)
-        converged.append(opt.run(fmax=args.fmax, steps=args.max_steps))
-        energies.append(atoms.get_potential_energy())
-        steps.append(opt.nsteps)
-    return time.perf_counter() - start, np.array(energies), np.array(steps), np.array(converged)
+    with model_calls(equicalc.calculator, resolve_device(args.device)) as calls:
+        start = time.perf_counter()
+        for atoms in structures:
+            atoms = atoms.copy()
+            atoms.calc = calc
+            opt = ASE_OPTIMIZERS[args.optimizer](atoms, logfile=None)
+            converged.append(opt.run(fmax=args.fmax, steps=args.max_steps))
+            energies.append(atoms.get_potential_energy())
+            steps.append(opt.nsteps)
+        elapsed = time.perf_counter() - start
+    return Run("sequential ASE + EquiCalculator", elapsed, calls["seconds"], calls["atoms"], sum(converged),
+               sum(steps), np.array(energies), np.array(steps))
 
 
-def run_torchsim(structures, model, args, max_atoms):
+def run_torchsim(structures, model, args, max_atoms) -> Run | None:
+    """TorchSim's batched FIRE with our model (None where TorchSim or the adapter does not import)."""
     try:
         import torch_sim  # noqa: F401
 
-        from workflows.torchsim import relax_with_torchsim
+        import workflows.torchsim as adapter
     except ImportError:
         return None
     periodic = []
@@ -149,10 +193,14 @@ def run_torchsim(structures, model, args, max_atoms):
         atoms = atoms.copy()
         atoms.pbc = True
         periodic.append(atoms)
-    start = time.perf_counter()
-    results = relax_with_torchsim(periodic, model, fmax=args.fmax, max_steps=args.max_steps, max_step=0.2,
-                                  max_atoms_per_batch=max_atoms, device=args.device, dtype=args.dtype)
-    return time.perf_counter() - start, results
+    with model_calls(adapter, resolve_device(args.device)) as calls:
+        start = time.perf_counter()
+        results = adapter.relax_with_torchsim(periodic, model, fmax=args.fmax, max_steps=args.max_steps, max_step=0.2,
+                                              max_atoms_per_batch=max_atoms, device=args.device, dtype=args.dtype)
+        elapsed = time.perf_counter() - start
+    return Run("TorchSim FIRE (checks every 5 steps)", elapsed, calls["seconds"], calls["atoms"],
+               sum(r.converged for r in results), sum(r.steps for r in results),
+               np.array([r.energies[-1] for r in results]), np.array([r.steps for r in results]))
 
 
 def bench_model(name: str, args: argparse.Namespace) -> None:
@@ -176,56 +224,50 @@ def bench_model(name: str, args: argparse.Namespace) -> None:
     print(f"floor batch: the engine's first, {len(first)} structures, {sum(len(a) for a in first)} atoms")
     for round_ in range(args.rounds):
         print(f"-- round {round_ + 1} of {args.rounds} (load average {os.getloadavg()[0]:.2f})")
-        one_round(structures, model, args, max_atoms, first)
+        one_round(structures, model, args, max_atoms, first, round_)
 
 
-def one_round(structures, model, args, max_atoms, first) -> None:
-    """The engine between two floor measurements, then sequential ASE and TorchSim; one report."""
+def one_round(structures, model, args, max_atoms, first, order: int) -> None:
+    """The engine between two floor measurements, sequential ASE and TorchSim (in the given order
+    or reversed, as ``order`` is even or odd); one report."""
     device = resolve_device(args.device)
-    per_atom = [time_per_atom(model, first, device, args.repeats)]
-    engine_time, model_time, results = run_engine(structures, model, args, max_atoms)
-    per_atom.append(time_per_atom(model, first, device, args.repeats))  # the machine drifts: measure again
-    sizes = [len(a) for a in structures]
-    evaluations = sum(r.steps + 1 for r in results)
-    atom_evaluations = sum((r.steps + 1) * n for r, n in zip(results, sizes))
-    floor = atom_evaluations * statistics.mean(per_atom)
-    rows = [("batched engine", engine_time, sum(r.converged for r in results), sum(r.steps for r in results))]
-    e_batched = np.array([r.energies[-1] for r in results])
-
-    report = []
+    methods = [("engine", lambda: run_engine(structures, model, args, max_atoms))]
     if not args.no_sequential:
-        seq_time, e_seq, seq_steps, seq_converged = run_sequential(structures, model, args)
-        rows.append(("sequential ASE + EquiCalculator", seq_time, int(seq_converged.sum()), int(seq_steps.sum())))
-        diff = np.abs(e_batched - e_seq)
-        steps_differ = int(sum(r.steps != s for r, s in zip(results, seq_steps)))
-        report.append(f"max |E_batched - E_sequential| = {diff.max() * 1e3:.3g} meV over {len(diff)} structures "
-                      f"(acceptance: 1 meV); step counts differ for {steps_differ}")
-        report.append(f"speed-up of the engine over sequential: {seq_time / engine_time:.2f}x")
+        methods.append(("sequential", lambda: run_sequential(structures, model, args)))
     if args.optimizer != "FIRE":
         print("TorchSim: FIRE only (the adapter runs TorchSim's FIRE)")
     elif not args.no_torchsim:
-        torchsim = run_torchsim(structures, model, args, max_atoms)
-        if torchsim is None:
-            print("TorchSim: not installed")
-        else:
-            ts_time, ts_results = torchsim
-            rows.append(("TorchSim batched FIRE (check every 5 steps)", ts_time, sum(r.converged for r in ts_results),
-                         sum(r.steps for r in ts_results)))
-            e_ts = np.array([r.energies[-1] for r in ts_results])
-            report.append(f"speed-up of the engine over TorchSim: {ts_time / engine_time:.2f}x; max |E_batched - "
-                          f"E_TorchSim| = {np.abs(e_batched - e_ts).max() * 1e3:.3g} meV (another FIRE variant)")
+        methods.append(("torchsim", lambda: run_torchsim(structures, model, args, max_atoms)))
+    runs, per_atom = {}, []
+    for key, method in methods if order % 2 == 0 else methods[::-1]:
+        if key == "engine":
+            per_atom.append(time_per_atom(model, first, device, args.repeats))
+        runs[key] = method()
+        if key == "engine":  # the machine drifts: measure again
+            per_atom.append(time_per_atom(model, first, device, args.repeats))
+    if runs.get("torchsim", 0) is None:
+        print("TorchSim: not installed")
+        del runs["torchsim"]
 
-    print(f"{'method':<44} {'time [s]':>9} {'structures/min':>15} {'converged':>10} {'steps':>7}")
-    for label, seconds, converged, steps in rows:
-        print(f"{label:<44} {seconds:>9.2f} {60 * len(structures) / seconds:>15.1f} {converged:>7}/{len(structures):<2} "
-              f"{steps:>7}")
-    print(f"engine: {evaluations} evaluations, {atom_evaluations} atom evaluations; {model_time:.2f} s in the model "
-          f"calls, {engine_time - model_time:.2f} s ({100 * (1 - model_time / engine_time):.1f} %) outside them")
-    print(f"floor = {atom_evaluations} x {statistics.mean(per_atom) * 1e6:.1f} us/atom (the floor batch before and "
-          f"after the engine: {per_atom[0] * 1e6:.1f}, {per_atom[1] * 1e6:.1f}) = {floor:.2f} s; engine / floor = "
-          f"{engine_time / floor:.3f} (goal <= 1.10)")
-    for line in report:
-        print(line)
+    engine = runs["engine"]
+    print(HEADER)
+    for run in runs.values():
+        run.print(len(structures))
+    floor = engine.atom_evaluations * statistics.mean(per_atom)
+    print(f"floor = {engine.atom_evaluations} atom evaluations x {statistics.mean(per_atom) * 1e6:.1f} us/atom (the "
+          f"floor batch before and after the engine: {per_atom[0] * 1e6:.1f}, {per_atom[1] * 1e6:.1f}) = {floor:.2f} s; "
+          f"engine / floor = {engine.seconds / floor:.3f} (goal <= 1.10)")
+    if "sequential" in runs:
+        seq = runs["sequential"]
+        diff = np.abs(engine.energies - seq.energies)
+        print(f"max |E_batched - E_sequential| = {diff.max() * 1e3:.3g} meV over {len(diff)} structures (acceptance: "
+              f"1 meV; {int((diff > 1e-3).sum())} above); step counts differ for "
+              f"{int((engine.step_counts != seq.step_counts).sum())}")
+        print(f"speed-up of the engine over sequential: {seq.seconds / engine.seconds:.2f}x")
+    if "torchsim" in runs:
+        ts = runs["torchsim"]
+        print(f"speed-up of the engine over TorchSim: {ts.seconds / engine.seconds:.2f}x; max |E_batched - E_TorchSim| = "
+              f"{np.abs(engine.energies - ts.energies).max() * 1e3:.3g} meV (another FIRE variant)")
 
 
 def scan_batch(name: str, args: argparse.Namespace) -> None:

@@ -57,7 +57,6 @@ class BatchedFIRE(BatchedOptimizer):
 
     def __init__(self, parameters: FIREParameters, device: torch.device) -> None:
         self.parameters = parameters
-        self.maxstep = parameters.maxstep
         super().__init__(device)
 
     def fields(self) -> dict[str, Field]:

@@ -56,7 +56,6 @@ class BatchedLBFGS(BatchedOptimizer):
 
     def __init__(self, parameters: LBFGSParameters, device: torch.device) -> None:
         self.parameters = parameters
-        self.maxstep = parameters.maxstep
         self.slot = -1  # the ring-buffer slot written last
         super().__init__(device)
 

@@ -11,8 +11,6 @@ the fresh state ASE's optimizer starts with.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -50,9 +48,6 @@ class BatchedOptimizer:
     State tensors are attributes named as in :meth:`fields`, in float64 for positions, forces and
     everything derived from them, whatever the network's precision.
     """
-
-    #: the step length cap [Å], as in ASE
-    maxstep: ClassVar[float]
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
