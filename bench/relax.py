@@ -15,12 +15,18 @@ defaults) and the same model, device and precision by
     the adapter import, for FIRE only; its slabs are made periodic along z (their 12 Å of vacuum
     is far beyond the models' 4.5 Å cutoff, so energies and forces are unchanged).
 
-Printed: structures per minute of each; max |E_batched - E_sequential| over the structures (the
-acceptance wants 1 meV) and how many differ in step count; the optimizer steps; the **floor**,
-the time the model alone needs for every evaluation the engine made (the sum over structures of
+Printed, per method: wall time, structures per minute, converged structures, optimizer steps,
+and its model calls (every ``equicalc.predict`` it makes, timed): the atoms they evaluated in all,
+their time, the model's time per atom evaluation and the share of the wall time spent outside
+them (the method's own overhead). Then the max |E_batched - E_sequential| over the structures
+(the acceptance wants 1 meV) and how many differ in step count; the **floor**, the time the model
+alone needs for every evaluation the engine made (its atom evaluations, the sum over structures of
 (steps + 1) x atoms, times the time per atom of one ``predict`` of energy and forces on a batch
-of the engine's size, measured in the same run: the median of ``--repeats`` calls) and the
-engine's time over it (goal: within 10 %); the speed-up over sequential relaxation.
+of the engine's size: the engine's first batch, median of ``--repeats`` calls, measured just
+before and just after the engine and averaged) and the engine's time over it (goal: within 10 %);
+the speed-ups. This shared machine's speed drifts by tens of per cent within minutes: ``--rounds``
+repeats everything, in reversed order every other round, and the model-time columns compare the
+methods per atom evaluation whatever the drift.
 
     python bench/relax.py                              # both shipped models, 64 structures, CPU
     python bench/relax.py --model sake-emt-oc --quick  # 8 structures: a smoke test
