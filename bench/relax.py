@@ -260,8 +260,9 @@ def one_round(structures, model, args, max_atoms, first, order: int) -> None:
     for run in runs.values():
         run.print(len(structures))
     floor = engine.atom_evaluations * statistics.mean(per_atom)
+    before, after = (1e6 * t for t in per_atom)
     print(f"floor = {engine.atom_evaluations} atom evaluations x {statistics.mean(per_atom) * 1e6:.1f} us/atom (the "
-          f"floor batch before and after the engine: {per_atom[0] * 1e6:.1f}, {per_atom[1] * 1e6:.1f}) = {floor:.2f} s; "
+          f"floor batch before and after the engine: {before:.1f}, {after:.1f}) = {floor:.2f} s; "
           f"engine / floor = {engine.seconds / floor:.3f} (goal <= 1.10)")
     if "sequential" in runs:
         seq = runs["sequential"]
@@ -272,8 +273,8 @@ def one_round(structures, model, args, max_atoms, first, order: int) -> None:
         print(f"speed-up of the engine over sequential: {seq.seconds / engine.seconds:.2f}x")
     if "torchsim" in runs:
         ts = runs["torchsim"]
-        print(f"speed-up of the engine over TorchSim: {ts.seconds / engine.seconds:.2f}x; max |E_batched - E_TorchSim| = "
-              f"{np.abs(engine.energies - ts.energies).max() * 1e3:.3g} meV (another FIRE variant)")
+        print(f"speed-up of the engine over TorchSim: {ts.seconds / engine.seconds:.2f}x; max |E_batched - "
+              f"E_TorchSim| = {np.abs(engine.energies - ts.energies).max() * 1e3:.3g} meV (another FIRE variant)")
 
 
 def scan_batch(name: str, args: argparse.Namespace) -> None:

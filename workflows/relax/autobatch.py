@@ -59,17 +59,29 @@ def estimate_max_atoms(
     for atoms in structures:
         if n_atoms >= TRIAL_ATOMS:
             break
-        trial.append(atoms)
-        n_atoms += len(atoms)
-    systems = SystemBatch.from_atoms(trial, dtype=torch.float64, device=device)
+        if _evaluates(model, [atoms], device):  # a structure the graph builder refuses (coinciding atoms) is left out
+            trial.append(atoms)
+            n_atoms += len(atoms)
+    if not trial:
+        return largest
     torch.cuda.synchronize(device)
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
-    with torch.inference_mode(model.direct_forces):
-        predict(model, systems, forces=True, stress=False)
+    _evaluates(model, trial, device)
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - before
     free, _ = torch.cuda.mem_get_info(device)
     free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     per_atom = peak / n_atoms + state_bytes_per_atom
     return max(int(CUDA_MEMORY_FRACTION * free / per_atom), largest)
+
+
+def _evaluates(model: Potential, structures: list[Atoms], device: torch.device) -> bool:
+    """Evaluate energy and forces of ``structures`` as one batch; False if ``predict`` refuses them."""
+    systems = SystemBatch.from_atoms(structures, dtype=torch.float64, device=device)
+    try:
+        with torch.inference_mode(model.direct_forces):
+            predict(model, systems, forces=True, stress=False)
+    except ValueError:
+        return False
+    return True

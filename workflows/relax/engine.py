@@ -99,7 +99,7 @@ def relax_batch(
             ``FixAtoms``, with an element the model lacks, or with non-finite or degenerate
             geometry; ``fmax`` <= 0; a negative ``max_steps`` (or a list of another length); an
             unknown optimizer or optimizer keyword, or a bad value of one; ``max_atoms`` < 1; an
-            unknown device, dtype or model. All are raised at the call, before any evaluation.
+            unknown device, dtype or model. All are raised at the call, before any relaxation step.
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
