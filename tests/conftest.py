@@ -63,3 +63,15 @@ def rattled_lj_crystal(rng: np.random.Generator, pbc=(True, True, True), repeat=
     if not all(pbc):
         atoms.center(vacuum=2.0, axis=[k for k in range(3) if not pbc[k]])
     return atoms
+
+
+def cli_error_line(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    """The one line that ``equicalc argv`` prints when it exits with code 2."""
+    from workflows.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("equicalc: error: "), err
+    return err

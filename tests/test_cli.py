@@ -11,6 +11,7 @@ import pytest
 from ase.io import read
 
 from workflows.cli import main
+from tests.conftest import cli_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,16 +29,6 @@ def test_md_command_runs_and_writes_trajectory(tmp_path: Path, capsys: pytest.Ca
 def test_models_command(capsys: pytest.CaptureFixture) -> None:
     assert main(["models"]) == 0
     assert "lj-argon" in capsys.readouterr().out
-
-
-def _error_line(argv: list[str], capsys: pytest.CaptureFixture) -> str:
-    """The one line that ``equicalc argv`` prints when it exits with code 2."""
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("equicalc: error: "), err
-    return err
 
 
 @pytest.mark.parametrize(("flag", "value", "expected"), [
@@ -59,23 +50,23 @@ def test_numeric_arguments_out_of_range_are_refused(
 ) -> None:
     # --steps 1 keeps the run short where an argument that should be refused is accepted
     argv = ["md", "--device", "cpu", "--steps", "1", flag, value]
-    err = _error_line(argv, capsys)
+    err = cli_error_line(argv, capsys)
     assert f"argument {flag}: " in err and expected in err and repr(value) in err
 
 
 def test_unknown_device_is_refused(capsys: pytest.CaptureFixture) -> None:
-    err = _error_line(["md", "--steps", "1", "--device", "tpu"], capsys)
+    err = cli_error_line(["md", "--steps", "1", "--device", "tpu"], capsys)
     assert "argument --device" in err and "'tpu'" in err
 
 
 def test_bad_model_name_exits_with_a_message(capsys: pytest.CaptureFixture) -> None:
-    err = _error_line(["md", "--model", "missing-model", "--steps", "1", "--device", "cpu"], capsys)
+    err = cli_error_line(["md", "--model", "missing-model", "--steps", "1", "--device", "cpu"], capsys)
     assert "neither a checkpoint file nor a registered model" in err
 
 
 def test_missing_structure_file_exits_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     missing = tmp_path / "POSCAR"
-    err = _error_line(["md", "--structure", str(missing), "--steps", "1", "--device", "cpu"], capsys)
+    err = cli_error_line(["md", "--structure", str(missing), "--steps", "1", "--device", "cpu"], capsys)
     assert "argument --structure" in err and str(missing) in err
 
 
@@ -86,13 +77,13 @@ def test_unreadable_structure_file_exits_with_a_message(
 ) -> None:
     path = tmp_path / name
     path.write_text(content)
-    err = _error_line(["md", "--structure", str(path), "--steps", "1", "--device", "cpu"], capsys)
+    err = cli_error_line(["md", "--structure", str(path), "--steps", "1", "--device", "cpu"], capsys)
     assert f"cannot read structure file {str(path)!r}" in err
 
 
 def test_trajectory_in_missing_folder_exits_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     traj = tmp_path / "missing" / "md.traj"
-    err = _error_line(["md", "--steps", "1", "--device", "cpu", "--trajectory", str(traj)], capsys)
+    err = cli_error_line(["md", "--steps", "1", "--device", "cpu", "--trajectory", str(traj)], capsys)
     assert str(traj) in err
 
 

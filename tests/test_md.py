@@ -26,6 +26,7 @@ from potentials import LennardJones, LennardJonesConfig
 from workflows.cli import main
 from workflows.md import ENSEMBLES, MDSummary, make_integrator, run_md
 from workflows.md.ensembles import bulk_modulus_GPa
+from tests.conftest import cli_error_line
 
 THERMOSTATS = ("langevin", "bussi", "nhc")
 
@@ -401,33 +402,23 @@ def test_md_command_default_demo(capsys: pytest.CaptureFixture) -> None:
     assert "NVT-NHC MD: 10 steps of 5 fs" in out and "108 atoms" in out and "target 40 K" in out
 
 
-def error_line(argv: list[str], capsys: pytest.CaptureFixture) -> str:
-    """The one line ``equicalc argv`` prints when it exits with code 2."""
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("equicalc: error: "), err
-    return err
-
-
 def test_md_command_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     base = ["md", "--device", "cpu", "--steps", "1"]
     garbage = tmp_path / "garbage.xyz"
     garbage.write_text("not a structure\n")
-    assert "cannot read structure file" in error_line([*base, str(garbage)], capsys)
-    assert "no such file" in error_line([*base, str(tmp_path / "missing.cif")], capsys)
+    assert "cannot read structure file" in cli_error_line([*base, str(garbage)], capsys)
+    assert "no such file" in cli_error_line([*base, str(tmp_path / "missing.cif")], capsys)
     water = tmp_path / "water.xyz"
     molecule("H2O").write(water)
-    err = error_line([*base, str(water), "--model", "sake-emt-oc", "--ensemble", "npt-mtk", "--pressure-GPa", "0"],
-                     capsys)
+    err = cli_error_line([*base, str(water), "--model", "sake-emt-oc", "--ensemble", "npt-mtk", "--pressure-GPa", "0"],
+                         capsys)
     assert "periodic along all three axes" in err
-    assert "needs a target pressure" in error_line([*base, "--ensemble", "npt-mtk"], capsys)
-    assert "argument --ensemble" in error_line([*base, "--ensemble", "npt"], capsys)
-    assert "argument --pressure-GPa" in error_line([*base, "--pressure-GPa", "nan"], capsys)
-    assert "argument --tdamp-fs" in error_line([*base, "--tdamp-fs", "-100"], capsys)
-    assert "argument --friction" in error_line([*base, "--friction", "-0.1"], capsys)
-    assert "once" in error_line([*base, str(water), "--structure", str(water)], capsys)
+    assert "needs a target pressure" in cli_error_line([*base, "--ensemble", "npt-mtk"], capsys)
+    assert "argument --ensemble" in cli_error_line([*base, "--ensemble", "npt"], capsys)
+    assert "argument --pressure-GPa" in cli_error_line([*base, "--pressure-GPa", "nan"], capsys)
+    assert "argument --tdamp-fs" in cli_error_line([*base, "--tdamp-fs", "-100"], capsys)
+    assert "argument --friction" in cli_error_line([*base, "--friction", "-0.1"], capsys)
+    assert "once" in cli_error_line([*base, str(water), "--structure", str(water)], capsys)
 
 
 def test_md_help_gives_units(capsys: pytest.CaptureFixture) -> None:

@@ -20,6 +20,7 @@ from equicalc import EquiCalculator
 from potentials import load_model
 from workflows.cli import main
 from workflows.phonons import batched_forces, phonons, to_ase_atoms, to_phonopy_atoms
+from tests.conftest import cli_error_line
 
 A_CU = 3.59  # EMT's lattice constant of Cu [Å], near its minimum
 
@@ -181,15 +182,6 @@ def test_slab_is_refused() -> None:
 # the command line
 
 
-def _error_line(argv: list[str], capsys: pytest.CaptureFixture) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("equicalc: error: "), err
-    return err
-
-
 @pytest.fixture
 def cu_file(tmp_path: Path) -> str:
     path = tmp_path / "Cu.cif"
@@ -238,24 +230,24 @@ def test_phonons_command_with_a_model_in_batches(tmp_path: Path, capsys: pytest.
 def test_phonons_command_refuses_bad_arguments(
     argv: list[str], expected: str, cu_file: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    err = _error_line(["phonons", cu_file, "--model", "emt", "--output-dir", str(tmp_path), *argv], capsys)
+    err = cli_error_line(["phonons", cu_file, "--model", "emt", "--output-dir", str(tmp_path), *argv], capsys)
     assert expected in err, err
 
 
 def test_phonons_command_refuses_bad_structures(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     water = tmp_path / "water.xyz"
     molecule("H2O").write(water)
-    assert "periodic along all three axes" in _error_line(["phonons", str(water), "--model", "emt"], capsys)
+    assert "periodic along all three axes" in cli_error_line(["phonons", str(water), "--model", "emt"], capsys)
     missing = tmp_path / "POSCAR"
-    assert "no such file" in _error_line(["phonons", str(missing), "--model", "emt"], capsys)
+    assert "no such file" in cli_error_line(["phonons", str(missing), "--model", "emt"], capsys)
     cu = tmp_path / "Cu.cif"
     bulk("Cu", a=A_CU).write(cu)
-    err = _error_line(["phonons", str(cu), "--model", "no-such-model", "--device", "cpu"], capsys)
+    err = cli_error_line(["phonons", str(cu), "--model", "no-such-model", "--device", "cpu"], capsys)
     assert "neither a checkpoint file nor a registered model" in err
     blocked = tmp_path / "taken"
     blocked.write_text("a file, not a folder")
-    err = _error_line(["phonons", str(cu), "--model", "emt", "--supercell", "1", "1", "1", "--mesh", "2", "2", "2",
-                       "--output-dir", str(blocked)], capsys)
+    err = cli_error_line(["phonons", str(cu), "--model", "emt", "--supercell", "1", "1", "1", "--mesh", "2", "2", "2",
+                           "--output-dir", str(blocked)], capsys)
     assert str(blocked) in err
 
 

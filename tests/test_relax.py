@@ -20,6 +20,7 @@ from scipy.optimize import minimize_scalar
 
 from workflows.cli import main
 from workflows.relax import relax
+from tests.conftest import cli_error_line
 
 DIRECT = {"FIRE": FIRE, "BFGS": BFGS, "LBFGS": LBFGS}
 
@@ -182,16 +183,6 @@ def test_cell_relaxation_of_a_molecule_and_ase_layer_tags_are_refused() -> None:
 # -- the command line ---------------------------------------------------------------------------------
 
 
-def _error_line(argv: list[str], capsys: pytest.CaptureFixture) -> str:
-    """The one line that ``equicalc argv`` prints when it exits with code 2."""
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("equicalc: error: "), err
-    return err
-
-
 MODEL = ["--model", "sake-emt-oc", "--device", "cpu"]
 
 
@@ -279,22 +270,22 @@ def test_relax_command_refuses_bad_input_in_one_line(extra, expected, tmp_path, 
     source = tmp_path / "slab.extxyz"
     oc20_slab().write(source)
     argv = ["relax", str(source), "--model", "sake-emt-oc", "--device", "cpu", "--steps", "1", *extra]
-    assert expected in _error_line(argv, capsys)
+    assert expected in cli_error_line(argv, capsys)
 
 
 def test_relax_command_refuses_missing_unreadable_and_unsuitable_files(tmp_path, capsys) -> None:
     missing = tmp_path / "POSCAR"
-    assert "no such file" in _error_line(["relax", str(missing), *MODEL], capsys)
+    assert "no such file" in cli_error_line(["relax", str(missing), *MODEL], capsys)
     bad = tmp_path / "bad.xyz"
     bad.write_text("garbage\nx\n")
-    assert f"cannot read structure file {str(bad)!r}" in _error_line(["relax", str(bad), *MODEL], capsys)
+    assert f"cannot read structure file {str(bad)!r}" in cli_error_line(["relax", str(bad), *MODEL], capsys)
     water = tmp_path / "water.xyz"
     molecule("H2O").write(water)
-    err = _error_line(["relax", str(water), *MODEL, "--relax-cell"], capsys)
+    err = cli_error_line(["relax", str(water), *MODEL, "--relax-cell"], capsys)
     assert "cell relaxation needs a periodic system" in err
     two = tmp_path / "two.extxyz"
     write(two, [oc20_slab(), oc20_slab(seed=2)])
-    err = _error_line(["relax", str(two), *MODEL, "--trajectory", str(tmp_path / "t.traj")], capsys)
+    err = cli_error_line(["relax", str(two), *MODEL, "--trajectory", str(tmp_path / "t.traj")], capsys)
     assert "--trajectory records one relaxation" in err
 
 
@@ -336,7 +327,7 @@ def test_info_shows_what_a_shipped_model_and_checkpoints_hold(tmp_path, capsys) 
 
 
 def test_info_refuses_unknown_names_and_unreadable_files_in_one_line(tmp_path, capsys) -> None:
-    assert "neither a checkpoint file nor a registered model" in _error_line(["info", "no-such-model"], capsys)
+    assert "neither a checkpoint file nor a registered model" in cli_error_line(["info", "no-such-model"], capsys)
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
-    assert "is not a readable checkpoint" in _error_line(["info", str(junk)], capsys)
+    assert "is not a readable checkpoint" in cli_error_line(["info", str(junk)], capsys)

@@ -6,13 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
-from typing import TYPE_CHECKING
 
 from .arguments import (add_model_arguments, existing_file, finite_float, non_negative_float, non_negative_int,
                         positive_float, positive_int)
-
-if TYPE_CHECKING:
-    from ase import Atoms
+from .structures import read_structure
 
 #: ``--ensemble`` choices and what each runs (``nvt``: the earlier name of ``langevin``)
 ENSEMBLE_HELP = {
@@ -114,13 +111,3 @@ def run(args: argparse.Namespace) -> int:
     )
     print(summary.report())
     return 0
-
-
-def read_structure(path: str) -> Atoms:
-    """The last frame of the structure file ``path``; a ``ValueError`` naming the file if it cannot be read."""
-    from ase.io import read
-
-    try:
-        return read(path)
-    except Exception as err:  # ase.io's many readers fail with many exception types
-        raise ValueError(f"cannot read structure file {path!r} ({type(err).__name__}: {err})") from err

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from ase.calculators.emt import EMT
 
     from ..phonons import phonons
-    from .md import read_structure
+    from .structures import read_structure
 
     if args.tmax < args.tmin:
         raise ValueError(f"--tmax ({args.tmax} K) must be >= --tmin ({args.tmin} K)")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .arguments import add_model_arguments, existing_file, positive_float, positive_int
+from .structures import read_frames
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -105,19 +106,6 @@ def run(args: argparse.Namespace) -> int:
     if args.trajectory is not None:
         print(f"trajectory: {args.trajectory}")
     return 0
-
-
-def read_frames(path: str) -> list[Atoms]:
-    """Every frame of the structure file ``path``; a ``ValueError`` naming the file if it cannot be read or is empty."""
-    from ase.io import read
-
-    try:
-        frames = read(path, index=":")
-    except Exception as err:  # ase.io's many readers fail with many exception types
-        raise ValueError(f"cannot read structure file {path!r} ({type(err).__name__}: {err})") from err
-    if not frames or any(len(atoms) == 0 for atoms in frames):
-        raise ValueError(f"structure file {path!r} holds no structure with atoms")
-    return frames
 
 
 def output_paths(args: argparse.Namespace) -> tuple[Path, Path]:
