@@ -1,4 +1,4 @@
-"""Shared fixtures: seeded RNGs and random test systems."""
+"""Shared fixtures and helpers: seeded RNGs, random test systems, a call-counting LJ and the CLI error line."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
+
+from potentials import LennardJones
 
 PBC_PATTERNS = [
     (True, True, True),
@@ -75,3 +77,14 @@ def cli_error_line(argv: list[str], capsys: pytest.CaptureFixture) -> str:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("equicalc: error: "), err
     return err
+
+
+class CountingLJ(LennardJones):
+    """LJ that counts its forward calls (reset ``CountingLJ.calls`` before counting)."""
+
+    architecture = "counting_lj_test"
+    calls = 0
+
+    def forward(self, graph):
+        CountingLJ.calls += 1
+        return super().forward(graph)

@@ -14,18 +14,8 @@ from ase.md.verlet import VelocityVerlet
 from ase import units
 
 from equicalc import EquiCalculator
-from potentials import EGNN, EGNNConfig, LennardJones, LennardJonesConfig
-
-
-class CountingLJ(LennardJones):
-    """LJ that counts its forward calls."""
-
-    architecture = "counting_lj_test"
-    calls = 0
-
-    def forward(self, graph):
-        CountingLJ.calls += 1
-        return super().forward(graph)
+from potentials import EGNN, EGNNConfig, LennardJonesConfig
+from tests.conftest import CountingLJ
 
 
 def argon(repeat: int = 2) -> Atoms:

@@ -22,11 +22,11 @@ from ase.eos import EquationOfState
 from ase.io import read
 
 from equicalc import EquiCalculator
-from potentials import LennardJones, LennardJonesConfig
+from potentials import LennardJonesConfig
 from workflows.cli import main
 from workflows.md import ENSEMBLES, MDSummary, make_integrator, run_md
 from workflows.md.ensembles import bulk_modulus_GPa
-from tests.conftest import cli_error_line
+from tests.conftest import CountingLJ, cli_error_line
 
 THERMOSTATS = ("langevin", "bussi", "nhc")
 
@@ -183,17 +183,6 @@ def test_bulk_modulus_estimate_matches_an_equation_of_state() -> None:
 
 # ---------------------------------------------------------------------------------------------
 # one model call per step
-
-
-class CountingLJ(LennardJones):
-    """LJ that counts its forward calls."""
-
-    architecture = "counting_lj_md_test"
-    calls = 0
-
-    def forward(self, graph):
-        CountingLJ.calls += 1
-        return super().forward(graph)
 
 
 @pytest.mark.parametrize("ensemble", ["nve", "langevin", "bussi", "nhc", "npt-mtk"])
