@@ -1,4 +1,4 @@
-# One entry point for a fresh machine: `make demo` (the main job) and `make test` (the layering
+# One entry point for a fresh machine: `make demo` (the main job: an adsorption screen) and `make test` (the layering
 # contracts, then the suite).
 # Both create .venv on first use and skip every install step that is already done.
 PYTHON ?= python3
@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --no-build-isolation -e ".[test,bench,train]"
 	touch $(STAMP)
 
+# the main job: *CO on Pd(111), screened with the shipped eqv2-emt-oc and verified against EMT
 demo: setup
-	$(BIN)/equicalc md --model lj-argon --steps 200
+	$(BIN)/equicalc screen --bulk Pd --miller 111 --adsorbate CO --model eqv2-emt-oc --reference emt \
+		--num-random 20 --workers 0 --out demo-screen
 
 test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

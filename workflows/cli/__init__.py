@@ -1,4 +1,5 @@
-"""The ``equicalc`` command: ``models``, ``md``, ``data``, ``train`` and ``metrics``.
+"""The ``equicalc`` command: ``models``, ``info``, ``relax``, ``md``, ``phonons``, ``screen``, ``evaluate``,
+``train``, ``metrics`` and ``data``.
 
 Each command is a module of this package with ``add_parser(subparsers)``, which declares its
 arguments and sets ``run`` (the function that carries it out, returning the exit code). Bad
@@ -13,9 +14,9 @@ import argparse
 from collections.abc import Sequence
 from typing import NoReturn
 
-from . import data, info, md, metrics, models, phonons, relax, train
+from . import data, evaluate, info, md, metrics, models, phonons, relax, screen, train
 
-COMMANDS = (models, info, relax, md, phonons, train, metrics, data)
+COMMANDS = (models, info, relax, md, phonons, screen, evaluate, train, metrics, data)
 
 
 class CommandLineParser(argparse.ArgumentParser):

@@ -76,7 +76,7 @@ def place_adsorbate(slab: Atoms, name: str, rng: np.random.Generator) -> Atoms:
     adsorbate.rotate(np.degrees(rotation), "z")
     height = _binding_height(slab, xy, adsorbate[0].symbol)
     adsorbate.translate([xy[0], xy[1], height])
-    adsorbate.translate([0.0, 0.0, _clearance(slab, adsorbate)])
+    adsorbate.translate([0.0, 0.0, clearance(slab, adsorbate)])
     adsorbate.set_tags(ADSORBATE_TAG)
     adslab = slab.copy()
     adslab.extend(adsorbate)  # the slab's FixAtoms indices stay valid: adsorbate atoms come last
@@ -140,7 +140,7 @@ def _binding_height(slab: Atoms, xy: np.ndarray, symbol: str) -> float:
     return high
 
 
-def _clearance(slab: Atoms, adsorbate: Atoms) -> float:
+def clearance(slab: Atoms, adsorbate: Atoms) -> float:
     """How far (Å) to lift ``adsorbate`` so that none of its non-binding atoms is closer to a slab
     atom than 0.9 covalent bond lengths (0 when none is)."""
     lift = 0.0

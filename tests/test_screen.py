@@ -1,0 +1,208 @@
+"""The screening pipeline: adsorption energies against a direct computation, verification, success@k,
+failures that never lose the others, and a screen killed on a 2-worker Dask cluster that resumes."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.calculators.emt import EMT
+
+from workflows.data.labellers import resolve_labeller
+from workflows.data.slabs import make_slab
+from workflows.relax.single import relax
+from workflows.screen.adsorbates import library_adsorbate
+from workflows.screen.cluster import screen_systems
+from workflows.screen.evaluation import SystemEvaluation, summarise
+from workflows.screen.models import load_screen_model
+from workflows.screen.pipeline import screen_system
+from workflows.screen.references import gas_energy
+from workflows.screen.settings import ScreenSettings, ScreenSystem
+from workflows.screen.store import ScreenStore
+
+from .conftest import cli_error_line
+
+FAST = ScreenSettings(num_random=2, fmax=0.05, max_steps=80, dtype="float64", top_k=3)
+
+
+def pt_o() -> ScreenSystem:
+    return ScreenSystem("Pt/111/O", make_slab("Pt", "111"), library_adsorbate("O"))
+
+
+class FailsOnSomeEMT(EMT):
+    """EMT that raises on every configuration whose adsorbate sits on an odd-numbered placement
+    (its first adsorbate atom's x coordinate rounded to 0.1 Å is odd): a reference that fails on
+    some configurations only."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        tags = atoms.get_tags()
+        if (tags == 2).any() and int(round(atoms.positions[tags == 2][0, 0] * 10)) % 2:
+            raise RuntimeError("SCF did not converge")
+        super().calculate(atoms, properties, system_changes)
+
+
+def test_emt_screened_by_emt_reproduces_adsorption_energies(tmp_path):
+    """With EMT as both the ML model (through ASE, placement by placement) and the reference, every
+    verified energy equals the ML one, and both equal E(adslab) - E(relaxed slab) - E(O atom) computed
+    directly with EMT."""
+    settings = ScreenSettings(num_random=2, fmax=0.05, verify_fmax=0.05, top_k=3)
+    store = ScreenStore(tmp_path / "pt.db")
+    result = screen_system(pt_o(), load_screen_model("emt"), resolve_labeller("emt"), store, settings)
+    verified = [c for c in result.configs if math.isfinite(c.reference_energy)]
+    assert len(verified) == 3 and result.reference_calls == 3
+    for config in verified:
+        assert config.reference_energy == pytest.approx(config.ml_energy, abs=1e-9)
+    slab = relax(make_slab("Pt", "111"), EMT(), optimizer="LBFGS", fmax=0.05, steps=300, fix="none")
+    atom = library_adsorbate("O").atoms
+    best = result.best_verified
+    adslab = store.row("ml", config_id=best.config_id)
+    direct = adslab.relaxed_energy - slab.energies[-1] - gas_energy(atom, EMT())
+    assert best.reference_energy == pytest.approx(direct, abs=1e-6)
+    assert -6 < best.reference_energy < -3  # O binds to Pt in EMT by about 4.7 eV per atom
+
+
+def test_rerun_does_nothing_twice(tmp_path):
+    """A finished screen run again changes nothing: every configuration is in the store once."""
+    model, reference = load_screen_model("sake-emt-oc", dtype="float64"), resolve_labeller("emt")
+    store = ScreenStore(tmp_path / "pt.db")
+    first = screen_system(pt_o(), model, reference, store, FAST)
+    rows = {kind: store.count(kind) for kind in ("placement", "ml", "verify", "ml_slab", "ref_slab", "gas")}
+    second = screen_system(pt_o(), model, reference, store, FAST)
+    assert {kind: store.count(kind) for kind in rows} == rows
+    assert rows["ml"] == rows["placement"] == len(first.configs) and rows["verify"] == FAST.top_k
+    assert second.row() == first.row()
+    assert second.timings.get("relaxation", 0.0) < 0.5 * first.timings["relaxation"]
+
+
+def test_reference_failure_is_recorded_and_others_go_on(tmp_path):
+    settings = ScreenSettings(num_random=6, fmax=0.05, max_steps=80, dtype="float64", top_k=8)
+    reference = resolve_labeller("tests.test_screen:FailsOnSomeEMT")
+    result = screen_system(pt_o(), load_screen_model("emt"), reference, ScreenStore(tmp_path / "pt.db"), settings)
+    failed = [c for c in result.configs if c.reference_error]
+    succeeded = [c for c in result.configs if math.isfinite(c.reference_energy)]
+    assert failed and succeeded
+    assert all("SCF did not converge" in c.reference_error for c in failed)
+    assert result.best_verified in succeeded
+
+
+def test_element_the_model_lacks_is_named(tmp_path):
+    system = ScreenSystem("Rh/111/O", make_slab("Rh", "111"), library_adsorbate("O"))
+    with pytest.raises(ValueError, match="model 'sake-emt-oc' has no Rh"):
+        screen_system(system, load_screen_model("sake-emt-oc", dtype="float64"), None,
+                      ScreenStore(tmp_path / "rh.db"), FAST)
+    assert ScreenStore(tmp_path / "rh.db").count("placement") == 0
+
+
+def test_non_finite_model_energy_is_an_anomaly(tmp_path):
+    """A model that returns NaN for one configuration flags it non_finite; the others are ranked."""
+    settings = ScreenSettings(num_random=3, fmax=0.05, max_steps=80, verify="none")
+    model = load_screen_model("tests.test_screen:NaNForSomeEMT")
+    result = screen_system(pt_o(), model, None, ScreenStore(tmp_path / "pt.db"), settings)
+    kinds = {c.config_id: c.anomalies for c in result.configs}
+    assert ("non_finite",) in kinds.values()
+    assert result.best_ml is not None and math.isfinite(result.best_ml.ml_energy)
+
+
+class NaNForSomeEMT(FailsOnSomeEMT):
+    """EMT whose energy is NaN where :class:`FailsOnSomeEMT` raises."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        try:
+            super().calculate(atoms, properties, system_changes)
+        except RuntimeError:
+            EMT.calculate(self, atoms, properties, system_changes)
+            self.results["energy"] = float("nan")
+
+
+def evaluation(truth, ranked, ml=math.nan):
+    return SystemEvaluation("s", truth, tuple(ranked), ml, 100, tuple(1 for _ in ranked))
+
+
+def test_success_at_k_is_one_sided_within_0_1_eV():
+    """AdsorbML's success: the best of the first k verified energies within 0.1 eV of E* or lower."""
+    e = evaluation(-1.0, [-0.8, -0.95, -1.3])
+    assert [e.success(k) for k in (1, 2, 3)] == [False, True, True]
+    assert evaluation(-1.0, [math.nan, -0.91]).success(1) is False
+    assert evaluation(-1.0, [-0.899]).success(1) is False and evaluation(-1.0, [-0.9]).success(1)
+    assert evaluation(-1.0, [], ml=-1.05).ml_success and not evaluation(-1.0, [], ml=-1.2).ml_success
+    summary = summarise([evaluation(-1.0, [-0.8, -0.95]), evaluation(-2.0, [-2.0, -2.5])])
+    assert summary.success[1] == 0.5 and summary.success[2] == 1.0
+    assert summary.saving[1] == 200 / 2 and summary.saving[2] == 200 / 4
+
+
+def store_contents(folder: Path) -> dict[str, list[tuple[str, str]]]:
+    """Every (kind, config_id) row of every store in ``folder``."""
+    contents = {}
+    for path in sorted(folder.glob("*.db")):
+        store = ScreenStore(path)
+        contents[path.name] = sorted((kind, row.get("config_id", "")) for kind in ("placement", "ml", "verify")
+                                     for row in store.rows(kind))
+    return contents
+
+
+SCREEN = ["screen", "--bulk", "Pt", "Cu", "--miller", "111", "100", "--adsorbate", "O", "--model", "sake-emt-oc",
+          "--dtype", "float64", "--num-random", "2", "--fmax", "0.05", "--steps", "80", "--top-k", "2"]
+
+
+def test_killed_dask_screen_resumes_with_every_configuration_once(tmp_path):
+    """Kill a 4-system screen on a 2-worker local Dask cluster halfway; the rerun completes with every
+    configuration present exactly once and the same table as an uninterrupted run."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "workflows.cli", *SCREEN, "--workers", "2"]
+    resumed = tmp_path / "resumed"
+    process = subprocess.Popen([*command, "--out", str(resumed)], env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        done = sum(ScreenStore(p).count("ml") for p in resumed.glob("*.db")) if resumed.exists() else 0
+        if done >= 6:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the screen finished before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    killed = store_contents(resumed)
+    assert sum(len([r for r in rows if r[0] == "ml"]) for rows in killed.values()) >= 6
+    subprocess.run([*command, "--out", str(resumed)], env=env, check=True, capture_output=True)
+    whole = tmp_path / "whole"
+    subprocess.run([sys.executable, "-m", "workflows.cli", *SCREEN, "--workers", "0", "--out", str(whole)],
+                   env=env, check=True, capture_output=True)
+    after, reference = store_contents(resumed), store_contents(whole)
+    assert after == reference and len(after) == 4
+    for rows in after.values():
+        assert len(rows) == len(set(rows))  # exactly once
+    assert (resumed / "report.csv").read_text() == (whole / "report.csv").read_text()
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--bulk", "Pt", "--miller", "000", "--adsorbate", "O"], "Miller"),
+    (["--bulk", "Pt", "--miller", "111", "--adsorbate", "XYZ"], "XYZ"),
+    (["--bulk", "Rh", "--miller", "111", "--adsorbate", "O", "--model", "sake-emt-oc"], "Rh/111/O: model 'sake-emt-oc' has no Rh"),
+    (["--bulk", "Pt", "--adsorbate", "O"], "--bulk and --miller"),
+    (["--bulk", "Pt", "--miller", "111", "--adsorbate", "O", "--model", "nonsense"], "nonsense"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, capsys, arguments, message):
+    line = cli_error_line(["screen", *arguments, "--out", str(tmp_path / "out")], capsys)
+    assert message in line
+
+
+def test_cli_screen_and_evaluate_end_to_end(tmp_path, capsys):
+    from workflows.cli import main
+
+    out = tmp_path / "screen"
+    assert main([*SCREEN[:3], "--miller", "111", *SCREEN[7:], "--workers", "0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Pt/111/O" in printed and (out / "report.csv").exists() and (out / "Pt-111-O_best.png").exists()
+    bench = tmp_path / "bench"
+    assert main(["evaluate", "--systems", "1", "--model", "sake-emt-oc", "--dtype", "float64", "--num-random", "1",
+                 "--fmax", "0.05", "--steps", "80", "--workers", "0", "--out", str(bench)]) == 0
+    printed = capsys.readouterr().out
+    assert "success (%)" in printed and (bench / "sake-emt-oc" / "success.png").exists()
+    assert np.isfinite(float(printed.split("ML-only success")[1].split(":")[1].split("%")[0]))

@@ -1,0 +1,67 @@
+"""``equicalc evaluate``: AdsorbML's success@k of a model on the out-of-distribution screening benchmark."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .screen import add_screen_arguments, reference_from, run_screens, settings_from
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Declare the ``evaluate`` command and its arguments."""
+    parser = subparsers.add_parser(
+        "evaluate", help="success@k of a model on the screening benchmark (ground truth by the reference)",
+        description="Build the benchmark (32 adsorbate-surface systems the shipped potentials never saw: the "
+                    "held-out adsorbate-metal pairs on 111 and 100 and adsorbates on the held-out 211 facet), "
+                    "compute its ground truth by relaxing every placement with the reference (cached in "
+                    "OUT/ground_truth/), screen it with the model (OUT/<model>/), and report AdsorbML's success "
+                    "rate at k = 1..5 (best verified energy within 0.1 eV of the ground-truth minimum, or lower), "
+                    "fairchem 2.x's ML-only rate and the saving in reference ionic steps, as a table and a plot.",
+    )
+    parser.add_argument("--out", default="benchmark", metavar="DIR",
+                        help="the benchmark's folder (ground truth and screens) (default: %(default)s)")
+    parser.add_argument("--systems", type=int, default=None, metavar="N",
+                        help="only the first N systems of the benchmark (default: all 32)")
+    add_screen_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Ground truth, screen, evaluation, table and plot."""
+    from ..screen.benchmark import build_ground_truth, model_folder, ood_systems
+    from ..screen.evaluation import evaluate_system, summarise
+    from ..screen.plots import plot_success
+    from ..screen.report import format_table, write_report
+    from ..screen.store import ScreenStore
+
+    reference = reference_from(args)
+    if reference is None:
+        raise ValueError("evaluate needs a reference calculator for the ground truth (--reference none given)")
+    if args.verify == "none":
+        raise ValueError("evaluate needs verification (--verify sp or relax)")
+    systems = ood_systems()[: args.systems]
+    if not systems:
+        raise ValueError(f"--systems must be at least 1, got {args.systems}")
+    settings = settings_from(args)
+    out = Path(args.out)
+    build_ground_truth(systems, reference, out, settings)
+    folder = out / model_folder(args.model)
+    outcomes = run_screens(systems, args, settings, folder=str(folder))
+    write_report(outcomes, folder, settings, pictures=False)
+    evaluations = [evaluate_system(o.result, ScreenStore(out / "ground_truth" / f"{o.system.slug}.db"))
+                   for o in outcomes if o.result is not None]
+    failed = len(outcomes) - len(evaluations)
+    summary = summarise(evaluations)
+    rows = [{"k": k, "success (%)": 100 * summary.success[k], "reference saving (x)": summary.saving[k]}
+            for k in summary.success]
+    print(f"\n{args.model} on {summary.systems} systems{f' ({failed} failed)' if failed else ''}, "
+          f"verified by {args.reference} ({args.verify}):")
+    print(format_table(rows))
+    print(f"ML-only success (|E_ML - E*| <= 0.1 eV, fairchem 2.x): {100 * summary.ml_only:.1f} %")
+    per_system = [{"system": e.system, "E* (eV)": e.truth, "E_ML (eV)": e.ml_energy, "best@5 (eV)": e.best_at(5),
+                   "success@1": e.success(1), "success@5": e.success(5)} for e in evaluations]
+    print(format_table(per_system))
+    plot = plot_success(folder / "success.png", {args.model: summary})
+    print(f"plot: {plot}")
+    return 0

@@ -1,0 +1,77 @@
+"""The screening benchmark: out-of-distribution systems, their cached ground truth, and the evaluation.
+
+The systems are those of the shipped potentials' ``test_ood`` split (:mod:`workflows.data.plan`):
+every adsorbate-bulk pair held out of training on the 111 and 100 facets, and adsorbates on the
+held-out 211 facet, on the same slabs the data set builds (:func:`workflows.data.slabs.make_slab`).
+Files: ``<out>/ground_truth/<slug>.db`` (the reference's relaxation of every placement, reused by
+every model) and ``<out>/<model>/<slug>.db`` (each model's screen).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm import tqdm
+
+from workflows.data.labellers import Labeller
+from workflows.data.plan import OOD_FACET, OOD_PAIRS
+from workflows.data.slabs import make_slab
+
+from .adsorbates import library_adsorbate
+from .cluster import SystemOutcome, screen_systems
+from .evaluation import SystemEvaluation, evaluate_system
+from .pipeline import ground_truth
+from .settings import ScreenSettings, ScreenSystem
+from .store import ScreenStore
+
+#: adsorbates on the held-out 211 facet, by bulk.
+_ON_211: tuple[tuple[str, str], ...] = (
+    ("Cu", "O"), ("Pt", "CO"), ("Pd", "H"), ("Ni", "OH"), ("Ag", "O"), ("Au", "CO"), ("Al", "O"), ("Pt", "CH3"),
+    ("Cu", "NH2"), ("Pd", "OH"), ("Cu3Au", "H"), ("Pt3Ni", "CO"), ("Ni3Al", "O"), ("Cu3Pt", "CO"),
+)
+
+
+def ood_systems() -> list[ScreenSystem]:
+    """The benchmark's systems (32): the 9 held-out pairs on 111 and 100, and 14 on the 211 facet."""
+    pairs = [(bulk, facet, adsorbate) for bulk, adsorbate in sorted(OOD_PAIRS) for facet in ("111", "100")]
+    pairs += [(bulk, OOD_FACET, adsorbate) for bulk, adsorbate in _ON_211]
+    return [ScreenSystem(f"{bulk}/{facet}/{adsorbate}", make_slab(bulk, facet), library_adsorbate(adsorbate))
+            for bulk, facet, adsorbate in pairs]
+
+
+def build_ground_truth(systems: list[ScreenSystem], reference: Labeller, out: str | os.PathLike,
+                       settings: ScreenSettings, progress: bool = True) -> None:
+    """Relax every placement of every system with ``reference`` into ``<out>/ground_truth/``,
+    resuming what is there (a finished system costs nothing)."""
+    folder = Path(out) / "ground_truth"
+    with tqdm(desc="ground truth (configurations)", disable=not progress, unit="config") as bar:
+        for system in systems:
+            ground_truth(system, reference, ScreenStore(folder / f"{system.slug}.db"), settings, progress=bar.update)
+
+
+def evaluate(systems: list[ScreenSystem], model: str, reference: Labeller, out: str | os.PathLike,
+             settings: ScreenSettings, *, workers: int = 2, scheduler: str | None = None, gpu: bool = False,
+             on_outcome: Callable[[SystemOutcome], None] | None = None
+             ) -> tuple[list[SystemEvaluation], list[SystemOutcome]]:
+    """Screen ``systems`` with ``model`` (verification by ``reference``) and compare with the ground truth.
+
+    Returns:
+        The evaluation of every system that screened, and every outcome (failed ones have ``error``).
+
+    Raises:
+        ValueError: a system has no ground truth yet (run :func:`build_ground_truth` first).
+    """
+    out = Path(out)
+    outcomes = screen_systems(systems, model, reference, out / model_folder(model), settings, workers=workers,
+                              scheduler=scheduler, gpu=gpu, on_outcome=on_outcome)
+    evaluations = [evaluate_system(o.result, ScreenStore(out / "ground_truth" / f"{o.system.slug}.db"))
+                   for o in outcomes if o.result is not None]
+    return evaluations, outcomes
+
+
+def model_folder(model: str) -> str:
+    """A folder name for the model ``model`` (a name or a path)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(model).stem if os.sep in model else model)

@@ -1,0 +1,131 @@
+"""Surfaces for a screen: a bulk read or built in, cut into a tagged, tiled slab, or a ready slab.
+
+Slabs follow OC20/AdsorbML (fairchem-data-oc ``Slab``): pymatgen's ``SlabGenerator`` (7 Å of
+material, centred, primitive surface cell), tiled in-plane to at least 8 Å, surface normal along
+z, periodic in x and y only, the upper half tagged 1 (surface, free) and the lower half tagged 0
+(subsurface, fixed) by :func:`workflows.data.slabs.tag_and_fix`. The vacuum is 6 Å on each side,
+as in the slabs the shipped potentials were trained on (:mod:`workflows.data.slabs`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from numbers import Integral
+
+import numpy as np
+from ase import Atoms
+from ase.constraints import FixAtoms
+from ase.geometry import minkowski_reduce
+from ase.io import read
+from ase.io.formats import UnknownFileTypeError
+from pymatgen.core.surface import SlabGenerator
+from pymatgen.io.ase import AseAtomsAdaptor
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+from workflows.data.bulks import BULKS, conventional_cell
+from workflows.data.slabs import ADSORBATE_TAG, SUBSURFACE_TAG, SURFACE_TAG, VACUUM, tag_and_fix
+
+SLAB_PBC = (True, True, False)
+
+
+def read_bulk(spec: str | os.PathLike | Atoms) -> Atoms:
+    """A periodic bulk crystal: ``spec`` is a built-in name of :data:`workflows.data.bulks.BULKS`
+    (its 4-atom conventional cubic cell, with the lattice constants the shipped potentials were
+    trained on), a file any ASE reader takes (CIF, POSCAR, extxyz with a lattice...) or an Atoms.
+
+    Raises ``FileNotFoundError`` for a name that is neither built in nor a file, ``ValueError``
+    for an unreadable file or a structure not periodic in all three directions.
+    """
+    if isinstance(spec, Atoms):
+        bulk, source = spec.copy(), "the given Atoms"
+    elif isinstance(spec, str) and spec in BULKS:
+        return conventional_cell(spec)
+    else:
+        source = repr(os.fspath(spec))
+        if not os.path.isfile(spec):
+            raise FileNotFoundError(f"bulk {source} is neither a built-in bulk ({', '.join(BULKS)}) nor a file")
+        try:
+            bulk = read(spec)
+        except (UnknownFileTypeError, ValueError, KeyError, IndexError, StopIteration) as error:
+            raise ValueError(f"cannot read a bulk crystal from {source}: {error}") from error
+    if len(bulk) == 0 or not bulk.pbc.all() or abs(bulk.cell.volume) < 1e-6:
+        raise ValueError(f"bulk {source} is not a crystal periodic in 3-D (pbc {bulk.pbc.tolist()}, "
+                         f"cell volume {abs(bulk.cell.volume):.3g} Å^3)")
+    return bulk
+
+
+def make_slab(bulk: Atoms, miller: tuple[int, int, int], *, min_slab_size: float = 7.0,
+              min_lateral: float = 8.0, vacuum: float = VACUUM, termination: int = 0) -> Atoms:
+    """The ``miller`` slab of ``bulk``: tagged 0/1, subsurface fixed, pbc (T, T, F).
+
+    ``miller`` is given in the conventional standard cell of ``bulk`` (pymatgen's
+    ``SpacegroupAnalyzer``, as fairchem-data-oc). pymatgen's ``SlabGenerator`` (at least
+    ``min_slab_size`` Å of material, centred, primitive surface cell) gives the terminations,
+    sorted by shift; the ``termination``-th one gets an orthogonal c axis, is turned so its normal
+    is z, gets ``vacuum`` Å above and below, and is repeated in-plane until both in-plane cell
+    lengths are at least ``min_lateral`` Å. N_atoms grows with the tiling (e.g. 64 for Cu(111)).
+
+    Raises ``ValueError`` for a Miller index that is not three integers, is (0, 0, 0) or gives
+    no slab, and for a ``termination`` out of range (the message says how many there are).
+    """
+    if (len(miller) != 3 or not all(isinstance(h, Integral) and not isinstance(h, bool) for h in miller)):
+        raise ValueError(f"Miller index {miller!r} is not three integers")
+    if not any(miller):
+        raise ValueError("Miller index (0, 0, 0) names no plane")
+    structure = SpacegroupAnalyzer(AseAtomsAdaptor.get_structure(bulk)).get_conventional_standard_structure()
+    generator = SlabGenerator(structure, tuple(int(h) for h in miller), min_slab_size, min_vacuum_size=2 * vacuum,
+                              center_slab=True, primitive=True, in_unit_planes=False)
+    slabs = sorted(generator.get_slabs(), key=lambda slab: slab.shift)
+    if not slabs:
+        raise ValueError(f"pymatgen makes no {tuple(miller)} slab of {bulk.get_chemical_formula()}")
+    if not 0 <= termination < len(slabs):
+        raise ValueError(f"termination {termination} is out of range: the {tuple(miller)} slab of "
+                         f"{bulk.get_chemical_formula()} has {len(slabs)} termination(s), 0..{len(slabs) - 1}")
+    cut = AseAtomsAdaptor.get_atoms(slabs[termination].get_orthogonal_c_slab())
+    cell = minkowski_reduce(cut.cell, pbc=SLAB_PBC)[0]  # the shortest in-plane axes, c unchanged
+    if np.linalg.det(cell) < 0:  # keep the cell right-handed so that c, the normal, ends along +z
+        cell = cell[[1, 0, 2]]
+    slab = Atoms(cut.numbers, positions=cut.positions, cell=cell, pbc=SLAB_PBC)
+    slab.set_cell(slab.cell.standard_form()[0], scale_atoms=True)
+    slab.wrap()
+    slab.center(vacuum=vacuum, axis=2)
+    lengths = np.linalg.norm(slab.cell[:2], axis=1)
+    slab = slab.repeat((*(math.ceil(min_lateral / length - 1e-9) for length in lengths), 1))
+    return tag_and_fix(slab)
+
+
+def prepare_slab(slab: Atoms) -> Atoms:
+    """A ready slab (read from a file) made fit for placement: a copy with tags 0/1 and ``FixAtoms``
+    on the tag-0 atoms, pbc (T, T, F).
+
+    Tags 0/1 are kept when the slab has surface (tag 1) atoms, else assigned by
+    :func:`workflows.data.slabs.tag_and_fix` (upper half 1, lower half 0). Raises ``ValueError``
+    for an empty slab, a cell whose a and b axes are not in the xy plane or whose c axis is not
+    along z, atoms already tagged 2 (an adsorbate) or any tag other than 0/1/2, and a slab left
+    with no surface atom (e.g. a single flat layer).
+    """
+    slab = slab.copy()
+    if len(slab) == 0:
+        raise ValueError("the slab has no atoms")
+    cell = np.array(slab.cell)
+    c_length = np.linalg.norm(cell[2])
+    if c_length < 1e-6 or np.linalg.norm(cell[2, :2]) > 1e-6 * c_length or np.any(np.abs(cell[:2, 2]) > 1e-6):
+        raise ValueError("the slab's cell must have a and b in the xy plane and c along z (the surface normal); "
+                         f"got cell {np.round(cell, 3).tolist()}")
+    tags = slab.get_tags()
+    if np.any(tags == ADSORBATE_TAG):
+        raise ValueError(f"the slab has {np.count_nonzero(tags == ADSORBATE_TAG)} atom(s) tagged "
+                         f"{ADSORBATE_TAG} (adsorbate): give a clean slab")
+    unknown = set(np.unique(tags)) - {SUBSURFACE_TAG, SURFACE_TAG}
+    if unknown:
+        raise ValueError(f"the slab has tags {sorted(unknown)}; only {SUBSURFACE_TAG} (subsurface) and "
+                         f"{SURFACE_TAG} (surface) are allowed")
+    slab.pbc = SLAB_PBC
+    if np.any(tags == SURFACE_TAG):
+        slab.set_constraint(FixAtoms(indices=np.flatnonzero(tags == SUBSURFACE_TAG)))
+    else:
+        tag_and_fix(slab)
+    if not np.any(slab.get_tags() == SURFACE_TAG):
+        raise ValueError("the slab has no surface atoms (tag 1): all its atoms lie in one plane")
+    return slab
