@@ -41,7 +41,7 @@ from workflows.screen.pipeline import STAGES, Timer, screen_system
 from workflows.screen.placement import make_placements
 from workflows.screen.settings import ScreenSettings, ScreenSystem
 from workflows.screen.store import ScreenStore
-from workflows.screen.surfaces import make_slab, read_bulk
+from workflows.screen.surfaces import cut_slab, read_bulk
 
 
 def main() -> None:
@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    slab = make_slab(read_bulk(args.bulk), tuple(int(c) for c in args.miller))
+    slab = cut_slab(read_bulk(args.bulk), tuple(int(c) for c in args.miller))
     adsorbate = library_adsorbate(args.adsorbate)
     heuristic = len(make_placements(slab, adsorbate, num_random=0))
     settings = ScreenSettings(num_random=args.placements - heuristic, device=args.device, dtype=args.dtype)

@@ -52,7 +52,7 @@ def test_emt_screened_by_emt_reproduces_adsorption_energies(tmp_path):
     """With EMT as both the ML model (through ASE, placement by placement) and the reference, every
     verified energy equals the ML one, and both equal E(adslab) - E(relaxed slab) - E(O atom) computed
     directly with EMT."""
-    settings = ScreenSettings(num_random=2, fmax=0.05, verify_fmax=0.05, top_k=3)
+    settings = ScreenSettings(num_random=2, fmax=0.05, verify_fmax=0.05, top_k=3, gas_references="molecule")
     store = ScreenStore(tmp_path / "pt.db")
     result = screen_system(pt_o(), load_screen_model("emt"), resolve_labeller("emt"), store, settings)
     verified = [c for c in result.configs if math.isfinite(c.reference_energy)]
@@ -78,7 +78,50 @@ def test_rerun_does_nothing_twice(tmp_path):
     assert {kind: store.count(kind) for kind in rows} == rows
     assert rows["ml"] == rows["placement"] == len(first.configs) and rows["verify"] == FAST.top_k
     assert second.row() == first.row()
-    assert second.timings.get("relaxation", 0.0) < 0.5 * first.timings["relaxation"]
+
+
+def test_store_refuses_other_settings_and_a_second_writer(tmp_path):
+    """A store made with one model's settings is not mixed with another's; two writers never share one."""
+    store = ScreenStore(tmp_path / "pt.db")
+    screen_system(pt_o(), load_screen_model("emt"), None, store, ScreenSettings(num_random=1, verify="none"))
+    with pytest.raises(ValueError, match="other settings.*num_random: 1 there, 2 now"):
+        screen_system(pt_o(), load_screen_model("emt"), None, store, ScreenSettings(num_random=2, verify="none"))
+    with store.lock(), pytest.raises(ValueError, match="being written by another process"):
+        screen_system(pt_o(), load_screen_model("emt"), None, ScreenStore(tmp_path / "pt.db"),
+                      ScreenSettings(num_random=1, verify="none"))
+
+
+def test_verify_relax_and_oc20_references(tmp_path):
+    """Reference relaxations from the ML-relaxed structures (EMT relaxing EMT's minima: at once), and
+    OC20's per-element gas references applied through the adsorbate's tags."""
+    settings = ScreenSettings(num_random=1, fmax=0.03, verify="relax", verify_fmax=0.03, top_k=2,
+                              gas_references="oc20")
+    store = ScreenStore(tmp_path / "pt.db")
+    result = screen_system(pt_o(), load_screen_model("emt"), resolve_labeller("emt"), store, settings)
+    verified = [c for c in result.configs if c.verified]
+    assert len(verified) == 2 and result.ionic_steps == sum(c.reference_steps for c in verified)
+    slab = store.row("ref_slab").energy
+    for config in verified:
+        assert config.reference_energy == pytest.approx(config.ml_energy, abs=2e-3)
+        energy = store.row("verify", config_id=config.config_id).reference_energy
+        assert config.reference_energy == pytest.approx(energy - slab - (-7.204), abs=1e-9)
+
+
+class NaNOnCleanSlabEMT(EMT):
+    """EMT whose energy is NaN for a structure without an adsorbate."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        super().calculate(atoms, properties, system_changes)
+        if not (atoms.get_tags() == 2).any():
+            self.results["energy"] = float("nan")
+
+
+def test_model_failing_on_the_clean_slab_fails_the_system_in_one_line(tmp_path):
+    model = load_screen_model("tests.test_screen:NaNOnCleanSlabEMT")
+    [outcome] = screen_systems([pt_o()], "tests.test_screen:NaNOnCleanSlabEMT", None, tmp_path,
+                               ScreenSettings(num_random=1, verify="none", gas_references="oc20"), workers=0)
+    assert model.labeller is not None and outcome.result is None
+    assert outcome.error.startswith("Pt/111/O: the model fails on the clean slab") and "\n" not in outcome.error
 
 
 def test_reference_failure_is_recorded_and_others_go_on(tmp_path):
@@ -123,6 +166,14 @@ class NaNForSomeEMT(FailsOnSomeEMT):
 
 def evaluation(truth, ranked, ml=math.nan):
     return SystemEvaluation("s", truth, tuple(ranked), ml, 100, tuple(1 for _ in ranked))
+
+
+def test_failed_screens_count_as_failures_and_systems_without_truth_are_left_out():
+    failed = SystemEvaluation("failed", -1.0, (), math.nan, 50, ())
+    no_truth = SystemEvaluation("no truth", math.nan, (-1.0,), -1.0, 50, (1,))
+    summary = summarise([evaluation(-1.0, [-1.0]), failed, no_truth], top_k=1)
+    assert summary.systems == 2 and summary.success == {1: 0.5} and summary.excluded == ("no truth",)
+    assert summary.saving == {1: 150 / 1} and summary.ml_only == 0.0
 
 
 def test_success_at_k_is_one_sided_within_0_1_eV():

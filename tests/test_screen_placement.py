@@ -20,7 +20,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from workflows.data.slabs import make_slab as data_slab
 from workflows.screen.adsorbates import LIBRARY, Adsorbate, library_adsorbate, read_adsorbate
 from workflows.screen.placement import DEDUP_DISTANCE, make_placements
-from workflows.screen.surfaces import make_slab, prepare_slab, read_bulk
+from workflows.screen.surfaces import cut_slab, prepare_slab, read_bulk
 
 #: library names whose gas molecule ASE's g2 collection has.
 G2_NAMES = {"OH": "OH", "CO": "CO", "NO": "NO", "N2": "N2", "NH": "NH", "NH2": "NH2", "CH": "CH",
@@ -135,7 +135,7 @@ def test_heuristic_sites_fcc111_and_stepped_211(pt111, pt211):
 @pytest.mark.parametrize("miller", [(1, 0, 0), (1, 1, 0)])
 def test_adsorbate_stays_above_open_facets(miller):
     """H lowered over Al(100)/(110) stops at first contact, not in an interstitial hole below."""
-    slab = make_slab(read_bulk("Al"), miller)
+    slab = cut_slab(read_bulk("Al"), miller)
     layers = np.unique(slab.positions[:, 2].round(2))[::-1]
     for placement in make_placements(slab, library_adsorbate("H"), num_random=30, seed=0):
         assert placement.atoms.positions[-1, 2] > layers[1], placement.config_id  # above the second layer
@@ -196,7 +196,7 @@ def test_read_adsorbate_turns_molecule_to_stand(tmp_path):
 
 def test_make_slab_cu111_is_ase_fcc111():
     a = 3.61
-    slab = make_slab(read_bulk("Cu"), (1, 1, 1))
+    slab = cut_slab(read_bulk("Cu"), (1, 1, 1))
     lengths = np.linalg.norm(slab.cell[:2], axis=1)
     assert (lengths >= 8.0).all() and slab.pbc.tolist() == [True, True, False]
     assert np.allclose(slab.cell[2, :2], 0.0) and np.allclose(slab.cell[:2, 2], 0.0)
@@ -217,8 +217,8 @@ def test_make_slab_cu111_is_ase_fcc111():
 
 def test_read_bulk_from_file_and_prepare_slab(tmp_path):
     write(tmp_path / "Pd.cif", read_bulk("Pd"))
-    from_file = make_slab(read_bulk(tmp_path / "Pd.cif"), (1, 0, 0))
-    built_in = make_slab(read_bulk("Pd"), (1, 0, 0))
+    from_file = cut_slab(read_bulk(tmp_path / "Pd.cif"), (1, 0, 0))
+    built_in = cut_slab(read_bulk("Pd"), (1, 0, 0))
     assert len(from_file) == len(built_in) and np.allclose(from_file.cell, built_in.cell)
     untagged = fcc111("Pt", (3, 3, 4), vacuum=6.0)
     untagged.set_tags(0)
@@ -253,11 +253,11 @@ def test_bad_inputs_say_what_is_wrong(tmp_path, pt111):
         prepare_slab(tilted)
     cu = read_bulk("Cu")
     with pytest.raises(ValueError, match=r"\(0, 0, 0\)"):
-        make_slab(cu, (0, 0, 0))
+        cut_slab(cu, (0, 0, 0))
     with pytest.raises(ValueError, match="three integers"):
-        make_slab(cu, (1, 1))
+        cut_slab(cu, (1, 1))
     with pytest.raises(ValueError, match="has 1 termination"):
-        make_slab(cu, (1, 1, 1), termination=3)
+        cut_slab(cu, (1, 1, 1), termination=3)
     with pytest.raises(FileNotFoundError, match="neither a built-in bulk"):
         read_bulk("Unobtainium")
     with pytest.raises(ValueError, match="periodic in 3-D"):

@@ -44,6 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
+    except KeyboardInterrupt:
+        if args.traceback:
+            raise
+        parser.exit(130, "equicalc: interrupted (results written so far are kept; rerun the same command to "
+                         "resume where it applies)\n")
     except (ValueError, OSError) as err:
         if args.traceback:
             raise

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .screen import add_screen_arguments, reference_from, run_screens, settings_from
+from .arguments import positive_int
+from .screen import add_screen_arguments, check_systems, reference_from, run_screens, settings_from
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", default="benchmark", metavar="DIR",
                         help="the benchmark's folder (ground truth and screens) (default: %(default)s)")
-    parser.add_argument("--systems", type=int, default=None, metavar="N",
+    parser.add_argument("--systems", type=positive_int("systems"), default=None, metavar="N",
                         help="only the first N systems of the benchmark (default: all 32)")
     add_screen_arguments(parser)
     parser.set_defaults(run=run)
@@ -29,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Ground truth, screen, evaluation, table and plot."""
-    from ..screen.benchmark import build_ground_truth, model_folder, ood_systems
+    from ..screen.benchmark import build_ground_truth, model_folder, ood_systems, truth_store
     from ..screen.evaluation import evaluate_system, summarise
     from ..screen.plots import plot_success
     from ..screen.report import format_table, write_report
@@ -41,26 +42,31 @@ def run(args: argparse.Namespace) -> int:
     if args.verify == "none":
         raise ValueError("evaluate needs verification (--verify sp or relax)")
     systems = ood_systems()[: args.systems]
-    if not systems:
-        raise ValueError(f"--systems must be at least 1, got {args.systems}")
     settings = settings_from(args)
+    check_systems(systems, args, settings)
     out = Path(args.out)
-    build_ground_truth(systems, reference, out, settings)
+    unmade = build_ground_truth(systems, reference, out, settings)
+    for name, why in unmade.items():
+        print(f"no ground truth for {name} (left out): {why}")
+    systems = [s for s in systems if s.name not in unmade]
     folder = out / model_folder(args.model)
     outcomes = run_screens(systems, args, settings, folder=str(folder))
     write_report(outcomes, folder, settings, pictures=False)
-    evaluations = [evaluate_system(o.result, ScreenStore(out / "ground_truth" / f"{o.system.slug}.db"))
-                   for o in outcomes if o.result is not None]
-    failed = len(outcomes) - len(evaluations)
-    summary = summarise(evaluations)
+    evaluations = [evaluate_system(o.system.name, o.result, ScreenStore(folder / f"{o.system.slug}.db")
+                                   if o.result else None, truth_store(out, o.system)) for o in outcomes]
+    summary = summarise(evaluations, settings.top_k)
+    failed = sum(o.result is None for o in outcomes)
     rows = [{"k": k, "success (%)": 100 * summary.success[k], "reference saving (x)": summary.saving[k]}
             for k in summary.success]
-    print(f"\n{args.model} on {summary.systems} systems{f' ({failed} failed)' if failed else ''}, "
+    print(f"\n{args.model} on {summary.systems} systems ({failed} failed screens counted as failures), "
           f"verified by {args.reference} ({args.verify}):")
     print(format_table(rows))
     print(f"ML-only success (|E_ML - E*| <= 0.1 eV, fairchem 2.x): {100 * summary.ml_only:.1f} %")
-    per_system = [{"system": e.system, "E* (eV)": e.truth, "E_ML (eV)": e.ml_energy, "best@5 (eV)": e.best_at(5),
-                   "success@1": e.success(1), "success@5": e.success(5)} for e in evaluations]
+    if summary.excluded:
+        print(f"left out, no valid ground-truth relaxation: {', '.join(summary.excluded)}")
+    per_system = [{"system": e.system, "E* (eV)": e.truth, "E_ML (eV)": e.ml_energy, "best@k (eV)":
+                   e.best_at(settings.top_k), "success@1": e.success(1), f"success@{settings.top_k}":
+                   e.success(settings.top_k)} for e in evaluations]
     print(format_table(per_system))
     plot = plot_success(folder / "success.png", {args.model: summary})
     print(f"plot: {plot}")

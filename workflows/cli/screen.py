@@ -67,11 +67,12 @@ def add_screen_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what the model predicts: total energies (referenced to the relaxed clean slab and gas "
                              "references) or adsorption energies (OC20 checkpoints); auto: adsorption for fairchem "
                              "checkpoints (default: auto)")
-    parser.add_argument("--gas-references", type=gas_references, default="molecule", metavar="SCHEME",
-                        help="the gas-phase reference of total-energy models: 'molecule' (the adsorbate's own "
-                             "molecule relaxed with each calculator), 'elements' (per-element, OC20's scheme, from "
-                             "H2, H2O, CO, N2 relaxed with each calculator), 'oc20' (OC20's RPBE per-element values) "
-                             "or 'H=-3.477,O=-7.204,...' in eV (default: molecule)")
+    parser.add_argument("--gas-references", type=gas_references, default="elements", metavar="SCHEME",
+                        help="the gas-phase reference of total-energy models: 'elements' (OC20's per-element scheme, "
+                             "from H2, H2O, CO, N2 relaxed with the calculator: *H against 1/2 H2, *O against "
+                             "H2O - H2), 'molecule' (the adsorbate's own gas molecule relaxed alone; an isolated "
+                             "atom for *H, *O, *C, *N), 'oc20' (OC20's RPBE per-element values: only for energies "
+                             "on the DFT-RPBE scale) or 'H=-3.477,O=-7.204,...' in eV (default: elements)")
     parser.add_argument("--gas-source", choices=("reference", "model"), default="reference",
                         help="which calculator computes the gas references of the ML energies: the reference (as "
                              "fairchem 2.x uses DFT gas energies; right for a model trained on the reference's "
@@ -131,9 +132,23 @@ def run(args: argparse.Namespace) -> int:
         return print_catalogue()
     systems = build_systems(args)
     settings = settings_from(args)
+    output_folder(args.out)
     outcomes = run_screens(systems, args, settings)
     write_report(outcomes, args.out, settings)
     return 0 if all(o.result is not None for o in outcomes) else 1
+
+
+def output_folder(path: str) -> None:
+    """Create the output folder ``path``; ``ValueError`` naming it when it is a file or cannot be made."""
+    from pathlib import Path
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {path!r} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {path!r}: cannot create the output folder ({err.strerror})") from None
 
 
 def print_catalogue() -> int:
@@ -154,7 +169,7 @@ def build_systems(args: argparse.Namespace) -> list:
     """The systems of the command line: every surface with every adsorbate."""
     from ..screen.adsorbates import library_adsorbate, read_adsorbate
     from ..screen.settings import ScreenSystem
-    from ..screen.surfaces import make_slab, prepare_slab, read_bulk
+    from ..screen.surfaces import cut_slab, prepare_slab, read_bulk
     from .structures import read_structure
 
     if bool(args.bulk) != bool(args.miller):
@@ -169,8 +184,12 @@ def build_systems(args: argparse.Namespace) -> list:
     for bulk_spec, miller in itertools.product(args.bulk, args.miller):
         bulk = read_bulk(bulk_spec)
         label = bulk_spec if bulk_spec.isalnum() else bulk.get_chemical_formula()
-        surfaces.append((f"{label}/{''.join(map(str, miller))}", make_slab(bulk, miller, termination=args.termination)))
-    surfaces += [(path, prepare_slab(read_structure(path))) for path in args.slab]
+        surfaces.append((f"{label}/{''.join(map(str, miller))}", cut_slab(bulk, miller, termination=args.termination)))
+    for path in args.slab:
+        try:
+            surfaces.append((path, prepare_slab(read_structure(path))))
+        except ValueError as err:
+            raise ValueError(f"--slab {path}: {err}") from None
     adsorbates = [library_adsorbate(name) for name in args.adsorbate]
     if args.adsorbate_file is not None:
         adsorbates.append(read_adsorbate(args.adsorbate_file, args.binding))
@@ -198,12 +217,16 @@ def reference_from(args: argparse.Namespace):
 
     if args.reference == "none":
         return None
-    return resolve_labeller(args.reference, args.reference_kwargs)
+    try:
+        return resolve_labeller(args.reference, args.reference_kwargs)
+    except ValueError as err:
+        raise ValueError(f"--reference {args.reference} / --reference-kwargs: "
+                         f"{str(err).replace('labeller ', 'calculator ')}") from None
 
 
-def run_screens(systems: list, args: argparse.Namespace, settings, folder: str | None = None) -> list:
-    """Screen ``systems`` on Dask (or in this process), printing a line as each finishes."""
-    from ..screen.cluster import screen_systems
+def check_systems(systems: list, args: argparse.Namespace, settings):
+    """Load the model and the reference and check every system's elements against them before any
+    work; returns the reference's recipe. ``ValueError`` naming the system and what it lacks."""
     from ..screen.models import load_screen_model
     from ..screen.pipeline import check_system
 
@@ -214,6 +237,14 @@ def run_screens(systems: list, args: argparse.Namespace, settings, folder: str |
             check_system(system, model, reference if settings.verify != "none" else None)
         except ValueError as err:
             raise ValueError(f"{system.name}: {err}") from None
+    return reference
+
+
+def run_screens(systems: list, args: argparse.Namespace, settings, folder: str | None = None) -> list:
+    """Screen ``systems`` on Dask (or in this process), printing a line as each finishes."""
+    from ..screen.cluster import screen_systems
+
+    reference = check_systems(systems, args, settings)
     print(f"screening {len(systems)} system{'s' if len(systems) != 1 else ''} with {args.model}"
           f"{f', verified by {args.reference}' if reference else ''}; results in {folder or args.out}/")
 
@@ -221,9 +252,7 @@ def run_screens(systems: list, args: argparse.Namespace, settings, folder: str |
         if outcome.error:
             print(f"  failed: {outcome.error}")
         else:
-            row = outcome.result.row()
-            print(f"  {row['system']}: {row['valid']}/{row['placements']} valid, E_ads "
-                  f"{row['E_ads verified (eV)']:.3f} eV ({row['best verified']})")
+            print(f"  {outcome.result.summary_line()}")
 
     return screen_systems(systems, args.model, reference, folder or args.out, settings, workers=args.workers,
                           scheduler=args.scheduler, gpu=args.gpu, on_outcome=report)

@@ -74,7 +74,7 @@ def place_adsorbate(slab: Atoms, name: str, rng: np.random.Generator) -> Atoms:
     adsorbate = make_adsorbate(name)
     adsorbate.rotate(np.degrees(tilt), "x")
     adsorbate.rotate(np.degrees(rotation), "z")
-    height = _binding_height(slab, xy, adsorbate[0].symbol)
+    height = contact_height(slab, xy, adsorbate[0].symbol)
     adsorbate.translate([xy[0], xy[1], height])
     adsorbate.translate([0.0, 0.0, clearance(slab, adsorbate)])
     adsorbate.set_tags(ADSORBATE_TAG)
@@ -110,11 +110,6 @@ def _site_xy(slab: Atoms, site: str, rng: np.random.Generator) -> np.ndarray:
     return (anchor + neighbours[0] + neighbours[1]) / 3.0
 
 
-def _distances(slab: Atoms, point: np.ndarray) -> np.ndarray:
-    """Distances (Å) from ``point`` to every slab atom and its in-plane periodic images."""
-    return np.linalg.norm(_images(slab) - point, axis=1)
-
-
 def _images(slab: Atoms) -> np.ndarray:
     """Positions (Å) of the slab atoms and their eight in-plane periodic neighbours' images."""
     shifts = _IN_PLANE_IMAGES @ slab.cell
@@ -123,21 +118,25 @@ def _images(slab: Atoms) -> np.ndarray:
 
 def _bond_length(slab: Atoms, symbol: str) -> np.ndarray:
     """Covalent bond lengths (Å) from an atom ``symbol`` to each slab atom's periodic images, in the
-    order of :func:`_distances`."""
+    order of :func:`_images`."""
     radii = covalent_radii[slab.numbers] + covalent_radii[atomic_numbers[symbol]]
     return np.repeat(radii, 9)
 
 
-def _binding_height(slab: Atoms, xy: np.ndarray, symbol: str) -> float:
-    """The height z (Å) over ``xy`` at which an atom ``symbol`` first touches the slab, i.e. is one
-    covalent bond length from a slab atom, found by bisection from above."""
+def contact_height(slab: Atoms, xy: np.ndarray, symbol: str) -> float:
+    """The height z (Å) at which an atom ``symbol`` lowered from above over ``xy`` first touches the
+    slab: one covalent bond length (sum of covalent radii) from a slab atom or an in-plane image.
+
+    Exact: the highest contact over all atoms under it, so an atom over a hole of an open facet
+    (fcc(110), fcc(100)) stops on the atoms around the hole, never inside the slab.
+    """
     bond = _bond_length(slab, symbol)
-    low, high = slab.positions[:, 2].min(), slab.positions[:, 2].max() + bond.max() + 1.0
-    for _ in range(40):
-        middle = 0.5 * (low + high)
-        gap = np.min(_distances(slab, np.array([xy[0], xy[1], middle])) - bond)
-        low, high = (middle, high) if gap < 0 else (low, middle)
-    return high
+    images = _images(slab)
+    horizontal2 = np.sum((images[:, :2] - xy) ** 2, axis=1)
+    under = horizontal2 < bond**2
+    if not np.any(under):
+        return float(slab.positions[:, 2].max())
+    return float(np.max(images[under, 2] + np.sqrt(bond[under] ** 2 - horizontal2[under])))
 
 
 def clearance(slab: Atoms, adsorbate: Atoms) -> float:

@@ -24,6 +24,9 @@ from ase.neighborlist import NeighborList, natural_cutoffs
 from workflows.data.slabs import ADSORBATE_TAG, SUBSURFACE_TAG, SURFACE_TAG
 
 ANOMALIES: tuple[str, ...] = ("dissociated", "desorbed", "surface_changed", "intercalated", "non_finite")
+#: what the screen adds for a relaxation that did not finish: the calculator raised, or the graph
+#: builder refused the geometry (atoms that coincide)
+FAILED = "failed"
 
 #: Å: largest difference between the clean slab's and the adslab's periodic cell vectors
 CELL_TOLERANCE = 1e-3

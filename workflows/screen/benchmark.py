@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -21,8 +20,6 @@ from workflows.data.plan import OOD_FACET, OOD_PAIRS
 from workflows.data.slabs import make_slab
 
 from .adsorbates import library_adsorbate
-from .cluster import SystemOutcome, screen_systems
-from .evaluation import SystemEvaluation, evaluate_system
 from .pipeline import ground_truth
 from .settings import ScreenSettings, ScreenSystem
 from .store import ScreenStore
@@ -43,33 +40,27 @@ def ood_systems() -> list[ScreenSystem]:
 
 
 def build_ground_truth(systems: list[ScreenSystem], reference: Labeller, out: str | os.PathLike,
-                       settings: ScreenSettings, progress: bool = True) -> None:
+                       settings: ScreenSettings, progress: bool = True) -> dict[str, str]:
     """Relax every placement of every system with ``reference`` into ``<out>/ground_truth/``,
-    resuming what is there (a finished system costs nothing)."""
-    folder = Path(out) / "ground_truth"
-    with tqdm(desc="ground truth (configurations)", disable=not progress, unit="config") as bar:
-        for system in systems:
-            ground_truth(system, reference, ScreenStore(folder / f"{system.slug}.db"), settings, progress=bar.update)
-
-
-def evaluate(systems: list[ScreenSystem], model: str, reference: Labeller, out: str | os.PathLike,
-             settings: ScreenSettings, *, workers: int = 2, scheduler: str | None = None, gpu: bool = False,
-             on_outcome: Callable[[SystemOutcome], None] | None = None
-             ) -> tuple[list[SystemEvaluation], list[SystemOutcome]]:
-    """Screen ``systems`` with ``model`` (verification by ``reference``) and compare with the ground truth.
+    resuming what is there (a finished system costs nothing).
 
     Returns:
-        The evaluation of every system that screened, and every outcome (failed ones have ``error``).
-
-    Raises:
-        ValueError: a system has no ground truth yet (run :func:`build_ground_truth` first).
+        The systems whose ground truth could not be made, by name, with why (one line each); the
+        others are done.
     """
-    out = Path(out)
-    outcomes = screen_systems(systems, model, reference, out / model_folder(model), settings, workers=workers,
-                              scheduler=scheduler, gpu=gpu, on_outcome=on_outcome)
-    evaluations = [evaluate_system(o.result, ScreenStore(out / "ground_truth" / f"{o.system.slug}.db"))
-                   for o in outcomes if o.result is not None]
-    return evaluations, outcomes
+    failed = {}
+    with tqdm(desc="ground truth (configurations)", disable=not progress, unit="config") as bar:
+        for system in systems:
+            try:
+                ground_truth(system, reference, truth_store(out, system), settings, progress=bar.update)
+            except ValueError as err:
+                failed[system.name] = str(err)
+    return failed
+
+
+def truth_store(out: str | os.PathLike, system: ScreenSystem) -> ScreenStore:
+    """The ground-truth store of ``system`` in the benchmark folder ``out``."""
+    return ScreenStore(Path(out) / "ground_truth" / f"{system.slug}.db")
 
 
 def model_folder(model: str) -> str:

@@ -77,27 +77,31 @@ def screen_systems(systems: Sequence[ScreenSystem], model: str, reference: Label
 
 def screen_task(system: ScreenSystem, model: str, reference: Labeller | None, path: str,
                 settings: ScreenSettings) -> SystemOutcome:
-    """One system, run where it lands (a Dask worker or this process); its failure becomes ``error``."""
+    """One system, run where it lands (a Dask worker or this process). Never raises: any failure
+    (bad input, a model or reference failing on the clean slab, a locked or full disk) becomes the
+    outcome's ``error``, the first line of its message."""
     try:
         loaded = load_screen_model(model, settings.device, settings.dtype)
         result = screen_system(system, loaded, reference, ScreenStore(path), settings, Timer())
-    except (ValueError, OSError, RuntimeError) as err:
-        return SystemOutcome(system, error=f"{system.name}: {err}")
+    except Exception as err:  # one system's failure of any kind must not stop the others
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return SystemOutcome(system, error=f"{system.name}: {message}")
     return SystemOutcome(system, result=result)
 
 
 def _on_dask(arguments: list[tuple], workers: int, scheduler: str | None, gpu: bool,
              on_outcome: Callable[[SystemOutcome], None] | None) -> list[SystemOutcome]:
+    """Submit one task per system to a local cluster (or ``scheduler``) and gather the outcomes."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     if scheduler is None:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                                resources={"GPU": 1} if gpu else None, silence_logs=logging.ERROR)
         client = Client(cluster)
+        client.run(torch.set_num_threads, 1)  # one core per local worker; remote workers keep their own setting
     else:
         cluster, client = None, Client(scheduler)
     try:
-        client.run(torch.set_num_threads, 1)
         futures = {client.submit(screen_task, *args, key=f"screen-{args[0].slug}", pure=False,
                                  resources={"GPU": 1} if gpu else None): k for k, args in enumerate(arguments)}
         outcomes: list[SystemOutcome | None] = [None] * len(arguments)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .result import SystemResult, referencing
 from .store import ScreenStore
 
@@ -59,29 +61,44 @@ class SystemEvaluation:
         return math.isfinite(self.ml_energy) and abs(self.ml_energy - self.truth) <= SUCCESS_THRESHOLD
 
 
-def evaluate_system(result: SystemResult, truth: ScreenStore) -> SystemEvaluation:
-    """Compare the screen ``result`` with the ground truth in the store ``truth`` (rows
+def evaluate_system(name: str, result: SystemResult | None, screen: ScreenStore | None,
+                    truth: ScreenStore) -> SystemEvaluation:
+    """Compare the screen of the system ``name`` (its ``result`` and ``screen`` store; None for a screen
+    that failed, which then counts as a failure) with the ground truth in the store ``truth`` (rows
     ``ground_truth``, ``ref_slab`` and ``gas``, see :func:`.pipeline.ground_truth`).
 
     Raises:
-        ValueError: the ground truth is missing or its placements differ from the screen's.
+        ValueError: the ground truth is missing, or its placements (ids or initial positions) differ
+            from the screen's.
     """
     rows = truth.rows("ground_truth")
     if not rows:
-        raise ValueError(f"{result.system}: no ground truth in {truth.path}")
-    if {r.config_id for r in rows} != {c.config_id for c in result.configs}:
-        raise ValueError(f"{result.system}: the ground truth's placements differ from the screen's "
-                         f"({truth.path}); rebuild one of them with the same placement settings")
+        raise ValueError(f"{name}: no ground truth in {truth.path}")
     energies = [e for e in truth_energies(truth).values() if math.isfinite(e)]
+    truth_steps = sum(r.ionic_steps for r in rows)
+    best = min(energies) if energies else math.nan
+    if result is None:
+        return SystemEvaluation(name, best, (), math.nan, truth_steps, ())
+    _check_same_placements(name, screen, truth)
     valid = result.valid
     return SystemEvaluation(
-        system=result.system,
-        truth=min(energies) if energies else math.nan,
-        ranked_reference=tuple(c.reference_energy for c in valid),
+        system=name, truth=best,
+        ranked_reference=tuple(c.reference_energy if c.verified else math.nan for c in valid),
         ml_energy=valid[0].ml_energy if valid else math.nan,
-        truth_steps=sum(r.calls for r in rows),
+        truth_steps=truth_steps,
         ranked_steps=tuple(c.reference_steps for c in valid),
     )
+
+
+def _check_same_placements(name: str, screen: ScreenStore, truth: ScreenStore) -> None:
+    """``ValueError`` unless both stores hold the same placements (ids and positions within 1e-6 Å)."""
+    mine = {row.config_id: row.positions for row in screen.rows("placement")}
+    theirs = {row.config_id: row.positions for row in truth.rows("placement")}
+    same = mine.keys() == theirs.keys() and all(
+        mine[k].shape == theirs[k].shape and np.allclose(mine[k], theirs[k], atol=1e-6) for k in mine)
+    if not same:
+        raise ValueError(f"{name}: the ground truth's placements ({truth.path}) differ from the screen's "
+                         f"({screen.path}); use the same --seed, --num-random and heuristic setting for both")
 
 
 def truth_energies(truth: ScreenStore) -> dict[str, float]:
@@ -94,28 +111,34 @@ def truth_energies(truth: ScreenStore) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Summary:
-    """The benchmark's rates over systems: success@k for each k of :data:`KS`, the ML-only rate,
-    and the reference saving (ground-truth ionic steps over verification ionic steps) at each k."""
+    """The benchmark's rates over the systems with a ground truth: success@k for k = 1..min(5, top_k),
+    the ML-only rate, the reference saving (ground-truth ionic steps over verification ionic steps)
+    at each k, and the systems left out because no ground-truth relaxation was valid."""
 
     systems: int
     success: dict[int, float]
     ml_only: float
     saving: dict[int, float]
+    excluded: tuple[str, ...] = ()
 
 
-def summarise(evaluations: list[SystemEvaluation]) -> Summary:
-    """Success rates [fraction] and savings over ``evaluations``; ``ValueError`` when empty."""
-    if not evaluations:
-        raise ValueError("no systems to evaluate")
-    n = len(evaluations)
-    truth_steps = sum(e.truth_steps for e in evaluations)
+def summarise(evaluations: list[SystemEvaluation], top_k: int = 5) -> Summary:
+    """Success rates [fraction] and savings over ``evaluations`` (a failed screen is a failure; a
+    system with no valid ground truth is left out and named); ``ValueError`` when none is left."""
+    counted = [e for e in evaluations if math.isfinite(e.truth)]
+    if not counted:
+        raise ValueError("no system with a valid ground truth to evaluate")
+    n = len(counted)
+    ks = [k for k in KS if k <= top_k]
+    truth_steps = sum(e.truth_steps for e in counted)
     saving = {}
-    for k in KS:
-        spent = sum(sum(e.ranked_steps[:k]) for e in evaluations)
+    for k in ks:
+        spent = sum(sum(e.ranked_steps[:k]) for e in counted)
         saving[k] = truth_steps / spent if spent else math.inf
     return Summary(
         systems=n,
-        success={k: sum(e.success(k) for e in evaluations) / n for k in KS},
-        ml_only=sum(e.ml_success for e in evaluations) / n,
+        success={k: sum(e.success(k) for e in counted) / n for k in ks},
+        ml_only=sum(e.ml_success for e in counted) / n,
         saving=saving,
+        excluded=tuple(e.system for e in evaluations if not math.isfinite(e.truth)),
     )

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 
 import numpy as np
 from ase import Atoms
@@ -30,15 +31,18 @@ from workflows.relax import relax_batch
 from workflows.relax.result import RelaxResult
 from workflows.relax.single import relax
 
-from .anomaly import detect_anomalies
+from .anomaly import FAILED, detect_anomalies
 from .models import ScreenModel
 from .placement import make_placements
-from .references import OC20_REFERENCES, check_references, gas_energy, molecule_references
+from .references import OC20_REFERENCES, adsorbate_reference, check_references, gas_energy, molecule_references
 from .result import SystemResult, system_result
 from .settings import ScreenSettings, ScreenSystem
 from .store import ScreenStore
 
 STAGES: tuple[str, ...] = ("placement", "relaxation", "anomaly", "verification")
+#: how the relaxations (the engine's and ASE's, :mod:`workflows.relax`) begin the error of a non-finite
+#: energy or force, and how this module begins a calculator's exception
+NON_FINITE, RAISED = "non-finite", "the calculator raised"
 
 
 class Timer:
@@ -48,7 +52,8 @@ class Timer:
         self.seconds: dict[str, float] = defaultdict(float)
 
     @contextmanager
-    def stage(self, name: str):
+    def stage(self, name: str) -> Iterator[None]:
+        """Add the wall time of the ``with`` block to stage ``name``."""
         start = time.perf_counter()
         try:
             yield
@@ -67,27 +72,34 @@ def screen_system(system: ScreenSystem, model: ScreenModel, reference: Labeller 
 
     Raises:
         ValueError: an element the model or the reference lacks; an adsorbate element without a gas
-            reference (total-energy models); a placement that cannot be made. Nothing is written then.
-            A configuration that fails (non-finite energy, a reference error) is recorded and never
-            stops the others.
+            reference; a placement that cannot be made; the model or the reference fails on the clean
+            slab or a gas molecule; ``store`` was made with other settings or is being written by
+            another process. A configuration that fails (a non-finite energy, a calculator's
+            exception, a reference error) is recorded and never stops the others.
     """
     timer = timer or Timer()
     energy_kind = _energy_kind(model, settings)
-    check_system(system, model, reference if settings.verify != "none" else None)
-    with timer.stage("placement"):
-        placements = _placements(system, store, settings)
-    ml_gas = reference.calculator if settings.gas_source == "reference" and reference is not None else model.calculator
-    _gas_references(system, store, "ml", ml_gas if energy_kind == "total" else None, settings)
-    with timer.stage("relaxation"):
-        if energy_kind == "total" and store.row("ml_slab") is None:
-            store.add("ml_slab", _relax_one(system.slab, model, settings).atoms)
-    clean_slab = store.row("ml_slab").toatoms() if energy_kind == "total" else None
-    todo = [(cid, atoms) for cid, atoms in placements.items() if cid not in store.config_ids("ml")]
-    _relax_placements(todo, model, settings, store, clean_slab, timer)
-    if settings.verify != "none" and reference is not None:
-        with timer.stage("verification"):
-            _verify(system, reference, store, settings)
-    result = system_result(system.name, store, settings, energy_kind)
+    reference = reference if settings.verify != "none" else None
+    check_system(system, model, reference)
+    _check_gas_elements(system, settings)
+    with store.lock():
+        store.claim(_screen_meta(system, model, reference, settings, energy_kind))
+        with timer.stage("placement"):
+            placements = _placements(system, store, settings)
+        if energy_kind == "total":
+            gas = reference.calculator if settings.gas_source == "reference" and reference is not None \
+                else model.calculator
+            _gas_references(system, store, "ml", gas, settings)
+            with timer.stage("relaxation"):
+                clean_slab = _ml_slab(system, model, store, settings)
+        else:  # an adsorption-energy model: the reference's relaxed slab, as fairchem 2.x takes the DFT one
+            clean_slab = _reference_slab(system, reference.calculator(), store, settings) if reference else None
+        todo = [(cid, atoms) for cid, atoms in placements.items() if cid not in store.config_ids("ml")]
+        _relax_placements(todo, model, settings, store, clean_slab, timer)
+        if reference is not None:
+            with timer.stage("verification"):
+                _verify(system, reference, store, settings, energy_kind)
+        result = system_result(system.name, store, settings, energy_kind)
     result.timings = dict(timer.seconds)
     return result
 
@@ -96,22 +108,50 @@ def ground_truth(system: ScreenSystem, reference: Labeller, store: ScreenStore,
                  settings: ScreenSettings = ScreenSettings(), progress: Callable[[], None] | None = None) -> None:
     """Relax every placement of ``system`` with ``reference`` (LBFGS to ``verify_fmax``, at most
     ``verify_steps``), with anomaly detection against the reference's relaxed clean slab, into
-    ``store`` (rows ``ground_truth``), resuming what is there."""
+    ``store`` (rows ``ground_truth``), resuming what is there.
+
+    Raises:
+        ValueError: as :func:`screen_system`, for the reference.
+    """
     check_system(system, None, reference)
-    placements = _placements(system, store, settings)
-    calculator = reference.calculator()
-    slab = _reference_slab(system, calculator, store, settings)
-    _gas_references(system, store, "reference", reference.calculator, settings)
-    done = store.config_ids("ground_truth")
-    for cid, atoms in placements.items():
-        if cid in done:
-            continue
-        result = _relax_with(atoms, calculator, settings.verify_fmax, settings.verify_steps, "LBFGS", {})
-        anomalies = _anomalies(atoms, result, slab, settings)
-        store.add("ground_truth", result.atoms, **_relax_keys(cid, result, anomalies),
-                  calls=result.steps + 1)
-        if progress is not None:
-            progress()
+    _check_gas_elements(system, settings)
+    with store.lock():
+        store.claim({**_placement_meta(system, settings), "reference": reference.key,
+                     "verify_fmax": settings.verify_fmax, "verify_steps": settings.verify_steps,
+                     "gas": _gas_meta(settings), "anomaly": asdict(settings.anomaly)})
+        placements = _placements(system, store, settings)
+        calculator = reference.calculator()
+        slab = _reference_slab(system, calculator, store, settings)
+        _gas_references(system, store, "reference", reference.calculator, settings)
+        done = store.config_ids("ground_truth")
+        for cid, atoms in placements.items():
+            if cid in done:
+                continue
+            result = _relax_with(atoms, calculator, settings.verify_fmax, settings.verify_steps, "LBFGS", {})
+            store.add("ground_truth", result.atoms, **_relax_keys(cid, result, _anomalies(atoms, result, slab, settings)),
+                      ionic_steps=result.steps + 1)
+            if progress is not None:
+                progress()
+
+
+def _placement_meta(system: ScreenSystem, settings: ScreenSettings) -> dict:
+    return {"system": system.name, "heuristic": settings.heuristic, "num_random": settings.num_random,
+            "seed": settings.seed}
+
+
+def _gas_meta(settings: ScreenSettings) -> object:
+    return settings.gas_references if isinstance(settings.gas_references, str) else dict(settings.gas_references)
+
+
+def _screen_meta(system: ScreenSystem, model: ScreenModel, reference: Labeller | None, settings: ScreenSettings,
+                 energy_kind: str) -> dict:
+    """What a screen's results depend on (``top_k`` is not: a larger k only verifies more)."""
+    return {**_placement_meta(system, settings), "model": model.label, "energy": energy_kind,
+            "dtype": str(model.potential.dtype) if model.potential is not None else None,
+            "fmax": settings.fmax, "max_steps": settings.max_steps, "optimizer": settings.optimizer,
+            "optimizer_kwargs": dict(settings.optimizer_kwargs), "reference": reference.key if reference else None,
+            "verify": settings.verify, "verify_fmax": settings.verify_fmax, "verify_steps": settings.verify_steps,
+            "gas": _gas_meta(settings), "gas_source": settings.gas_source, "anomaly": asdict(settings.anomaly)}
 
 
 def _energy_kind(model: ScreenModel, settings: ScreenSettings) -> str:
@@ -142,6 +182,14 @@ def _placements(system: ScreenSystem, store: ScreenStore, settings: ScreenSettin
     return {row.config_id: row.toatoms() for row in store.rows("placement")}
 
 
+def _check_gas_elements(system: ScreenSystem, settings: ScreenSettings) -> None:
+    """``ValueError`` before any work when a per-element gas reference lacks an adsorbate element."""
+    if settings.gas_references == "molecule":
+        return
+    known = set(OC20_REFERENCES) if isinstance(settings.gas_references, str) else set(settings.gas_references)
+    adsorbate_reference(system.adsorbate.atoms.get_chemical_symbols(), dict.fromkeys(known, 0.0))
+
+
 def _gas_references(system: ScreenSystem, store: ScreenStore, source: str,
                     calculator: Callable[[], BaseCalculator] | None, settings: ScreenSettings) -> None:
     """Store the gas reference of ``source`` (``'ml'`` or ``'reference'``) unless there already:
@@ -159,14 +207,22 @@ def _gas_references(system: ScreenSystem, store: ScreenStore, source: str,
     store.add("gas", source=source, data=data)
 
 
-def _relax_one(atoms: Atoms, model: ScreenModel, settings: ScreenSettings) -> RelaxResult:
-    """``atoms`` relaxed with the ML model (the engine for ours, ASE for a calculator)."""
-    if model.potential is not None:
-        return next(iter(relax_batch([atoms], model.potential, optimizer=settings.optimizer, fmax=settings.fmax,
-                                     max_steps=settings.max_steps, device=model.potential.device,
-                                     dtype=model.potential.dtype, optimizer_kwargs=settings.optimizer_kwargs)))
-    return _relax_with(atoms, model.calculator(), settings.fmax, settings.max_steps, settings.optimizer,
-                       settings.optimizer_kwargs)
+def _ml_slab(system: ScreenSystem, model: ScreenModel, store: ScreenStore, settings: ScreenSettings) -> Atoms:
+    """The clean slab relaxed with the ML model (the engine for ours, ASE for a calculator), stored
+    on the first call; ``ValueError`` when the model fails on it."""
+    if store.row("ml_slab") is None:
+        if model.potential is not None:
+            result = next(iter(relax_batch([system.slab], model.potential, optimizer=settings.optimizer,
+                                           fmax=settings.fmax, max_steps=settings.max_steps,
+                                           device=model.potential.device, dtype=model.potential.dtype,
+                                           optimizer_kwargs=settings.optimizer_kwargs)))
+        else:
+            result = _relax_with(system.slab, model.calculator(), settings.fmax, settings.max_steps,
+                                 settings.optimizer, settings.optimizer_kwargs)
+        if result.error is not None or not np.isfinite(result.energies[-1]):
+            raise ValueError(f"the model fails on the clean slab ({result.error or result.energies[-1]})")
+        store.add("ml_slab", result.atoms, steps=result.steps)
+    return store.row("ml_slab").toatoms()
 
 
 def _relax_placements(todo: list[tuple[str, Atoms]], model: ScreenModel, settings: ScreenSettings,
@@ -197,21 +253,24 @@ def _relax_placements(todo: list[tuple[str, Atoms]], model: ScreenModel, setting
 
 def _relax_with(atoms: Atoms, calculator: BaseCalculator, fmax: float, steps: int, optimizer: str,
                 optimizer_kwargs, index: int = 0) -> RelaxResult:
-    """ASE's relaxation of ``atoms`` with ``calculator``; a calculator's exception becomes ``error``."""
+    """ASE's relaxation of ``atoms`` with ``calculator``; a calculator's exception becomes ``error``
+    (starting with :data:`RAISED`). Of ``optimizer_kwargs`` only ``maxstep`` [Å] applies here."""
     try:
         result = relax(atoms, calculator, optimizer=optimizer, fmax=fmax, steps=steps, fix="none",
                        maxstep=optimizer_kwargs.get("maxstep"))
     except Exception as err:  # a user's calculator may raise anything; the configuration is recorded as failed
         failed = atoms.copy()
         return RelaxResult(index, failed, False, 0, float("nan"), [float("nan")], [float("nan")],
-                           error=f"{type(err).__name__}: {err}")
+                           error=f"{RAISED}: {type(err).__name__}: {err}")
     result.index = index
     return result
 
 
 def _anomalies(initial: Atoms, result: RelaxResult, clean_slab: Atoms | None, settings: ScreenSettings) -> list[str]:
-    if result.error is not None or not np.isfinite(result.energies[-1]):
-        return ["non_finite"] if result.error is None or "finite" in result.error else ["failed"]
+    """The anomaly kinds of a relaxation from ``initial``: ``non_finite`` for a non-finite energy or
+    force, ``failed`` when the calculator raised or the geometry was refused, else the detector's."""
+    if result.error is not None:
+        return ["non_finite"] if result.error.startswith(NON_FINITE) else [FAILED]
     return detect_anomalies(initial, result.atoms, clean_slab, settings.anomaly)
 
 
@@ -224,42 +283,41 @@ def _relax_keys(cid: str, result: RelaxResult, anomalies: list[str]) -> dict:
 
 def _reference_slab(system: ScreenSystem, calculator: BaseCalculator, store: ScreenStore,
                     settings: ScreenSettings) -> Atoms:
-    """The clean slab relaxed with the reference (stored on the first call)."""
+    """The clean slab relaxed with the reference (stored on the first call); ``ValueError`` when the
+    reference fails on it."""
     if store.row("ref_slab") is None:
         result = _relax_with(system.slab, calculator, settings.verify_fmax, settings.verify_steps, "LBFGS", {})
         if result.error is not None or not np.isfinite(result.energies[-1]):
             raise ValueError(f"the reference fails on the clean slab ({result.error})")
-        store.add("ref_slab", result.atoms, steps=result.steps, calls=result.steps + 1)
+        store.add("ref_slab", result.atoms, ionic_steps=result.steps + 1)
     return store.row("ref_slab").toatoms()
 
 
-def _verify(system: ScreenSystem, reference: Labeller, store: ScreenStore, settings: ScreenSettings) -> None:
+def _verify(system: ScreenSystem, reference: Labeller, store: ScreenStore, settings: ScreenSettings,
+            energy_kind: str) -> None:
     """Reference single points or relaxations of the ``top_k`` lowest-energy valid ML configurations."""
-    ranked = [row for row in store.rows("ml") if not row.anomalies and row.get("relaxed_energy") is not None]
-    ranked.sort(key=lambda row: row.relaxed_energy)
+    ranked = system_result(system.name, store, settings, energy_kind).valid
     done = store.config_ids("verify")
-    todo = [row for row in ranked[: settings.top_k] if row.config_id not in done]
+    todo = [c.config_id for c in ranked[: settings.top_k] if c.config_id not in done]
     if not todo:
         return
     calculator = reference.calculator()
     slab = _reference_slab(system, calculator, store, settings)
     _gas_references(system, store, "reference", reference.calculator, settings)
-    for row in todo:
-        atoms = row.toatoms()
+    for cid in todo:
+        relaxed = store.row("ml", config_id=cid).toatoms()
         if settings.verify == "sp":
-            energy, error = _single_point(atoms, calculator)
-            keys = {"calls": 1, "ionic_steps": 1, "anomalies": ""}
+            energy, error = _single_point(relaxed, calculator)
+            atoms, steps, anomalies = relaxed, 1, []
             atoms.calc = SinglePointCalculator(atoms, energy=energy) if error is None else None
         else:
-            result = _relax_with(atoms, calculator, settings.verify_fmax, settings.verify_steps, "LBFGS", {})
-            energy, error, atoms = result.energies[-1], result.error, result.atoms
-            anomalies = _anomalies(atoms, result, slab, settings) if error is None else []
-            keys = {"calls": result.steps + 1, "ionic_steps": result.steps + 1, "anomalies": ",".join(anomalies)}
-        finite = error is None and np.isfinite(energy)
-        if error is None and not finite:
-            error = f"non-finite reference energy {energy}"
-        store.add("verify", atoms, config_id=row.config_id, reference_energy=energy if finite else None,
-                  error=error, **keys)
+            result = _relax_with(relaxed, calculator, settings.verify_fmax, settings.verify_steps, "LBFGS", {})
+            energy, error, atoms, steps = result.energies[-1], result.error, result.atoms, result.steps + 1
+            anomalies = _anomalies(relaxed, result, slab, settings)
+        if error is None and not np.isfinite(energy):
+            error = f"{NON_FINITE} reference energy {energy}"
+        store.add("verify", atoms, config_id=cid, reference_energy=energy if error is None else None, error=error,
+                  ionic_steps=steps, anomalies=",".join(anomalies))
 
 
 def _single_point(atoms: Atoms, calculator: BaseCalculator) -> tuple[float, str | None]:

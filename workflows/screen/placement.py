@@ -40,7 +40,7 @@ from pymatgen.analysis.adsorption import AdsorbateSiteFinder
 from pymatgen.io.ase import AseAtomsAdaptor
 from scipy.spatial import Delaunay
 
-from workflows.data.adsorbates import clearance
+from workflows.data.adsorbates import clearance, contact_height
 from workflows.data.slabs import ADSORBATE_TAG, SUBSURFACE_TAG, SURFACE_TAG
 
 from .adsorbates import Adsorbate, adsorption_frame
@@ -71,7 +71,7 @@ def make_placements(slab: Atoms, adsorbate: Adsorbate, *, heuristic: bool = True
                     seed: int = 0, max_tilt: float = math.pi / 9) -> list[Placement]:
     """The initial configurations of ``adsorbate`` on ``slab`` (see the module doc for the rules).
 
-    ``slab`` is a tagged slab (:func:`workflows.screen.surfaces.make_slab` or
+    ``slab`` is a tagged slab (:func:`workflows.screen.surfaces.cut_slab` or
     :func:`~workflows.screen.surfaces.prepare_slab`); the heuristic placements come first (if
     ``heuristic``), then ``num_random`` random ones. ``seed`` seeds ``numpy.random.default_rng``:
     the same inputs and seed give the same placements. ``max_tilt`` (rad) bounds the tilt. Each
@@ -188,7 +188,7 @@ def _oriented(slab: Atoms, adsorbate: Adsorbate, site: np.ndarray, neighbours: n
         tilt = math.acos(rng.uniform(math.cos(max_tilt), 1.0))
         direction = rng.uniform(0.0, 2.0 * math.pi)
         molecule.rotate(math.degrees(tilt), (math.cos(direction), math.sin(direction), 0.0))
-        height = _contact_height(slab, site[:2], molecule[binding[0]].symbol)
+        height = contact_height(slab, site[:2], molecule[binding[0]].symbol)
         molecule.translate((site[0], site[1], height))
     else:
         molecule = adsorption_frame(adsorbate.atoms, binding)  # binding axis along +x, the rest above
@@ -202,7 +202,7 @@ def _oriented(slab: Atoms, adsorbate: Adsorbate, site: np.ndarray, neighbours: n
         toward /= np.linalg.norm(toward)
         molecule.rotate(math.degrees(math.atan2(toward[1], toward[0])), "z")
         first, second = (molecule[i].symbol for i in binding)
-        height = _contact_height(slab, site[:2], first)
+        height = contact_height(slab, site[:2], first)
         rise = _contact_rise(slab, site[:2], height, toward, length, second)
         horizontal = np.array([toward[0], toward[1], 0.0])
         molecule.rotate(horizontal, math.cos(rise) * horizontal + (0.0, 0.0, math.sin(rise)))
@@ -219,7 +219,7 @@ def _contact_rise(slab: Atoms, xy: np.ndarray, height: float, toward: np.ndarray
     (5 degree scan, then bisection to 1e-4 rad)."""
     def gap(rise: float) -> float:  # Å: height of the second atom above its contact height
         second_xy = xy + length * math.cos(rise) * toward
-        return height + length * math.sin(rise) - _contact_height(slab, second_xy, symbol)
+        return height + length * math.sin(rise) - contact_height(slab, second_xy, symbol)
 
     high = math.pi / 2  # straight up: gap = length > 0; straight down (-pi/2): gap = -length < 0
     for low in np.linspace(math.pi / 2, -math.pi / 2, 37)[1:]:
@@ -230,22 +230,6 @@ def _contact_rise(slab: Atoms, xy: np.ndarray, height: float, toward: np.ndarray
         middle = 0.5 * (low + high)
         low, high = (middle, high) if gap(middle) < 0 else (low, middle)
     return high
-
-
-def _contact_height(slab: Atoms, xy: np.ndarray, symbol: str) -> float:
-    """The height z (Å) at which an atom ``symbol`` lowered from above over ``xy`` first touches the
-    slab: one covalent bond length (sum of covalent radii) from a slab atom or in-plane image.
-
-    Exact (the highest contact over all atoms), unlike the bisection of
-    ``workflows.data.adsorbates._binding_height``, which can end in a hole below the surface of an
-    open facet (fcc(110), fcc(100) of Al)."""
-    images = _images_xyz(slab, slab.positions)
-    bond = np.tile(covalent_radii[slab.numbers], len(_IN_PLANE_SHIFTS)) + covalent_radii[atomic_numbers[symbol]]
-    horizontal2 = np.sum((images[:, :2] - xy) ** 2, axis=1)
-    under = horizontal2 < bond**2
-    if not np.any(under):
-        return float(slab.positions[:, 2].max())
-    return float(np.max(images[under, 2] + np.sqrt(bond[under] ** 2 - horizontal2[under])))
 
 
 def _images_xyz(slab: Atoms, points: np.ndarray) -> np.ndarray:

@@ -2,9 +2,11 @@
 
 OC20 (Chanussot et al., ACS Catal. 11, 6059 (2021), SI) references the adsorbate's atoms to four gas
 molecules, ε_H = ½E(H₂), ε_O = E(H₂O) - 2ε_H, ε_C = E(CO) - ε_O, ε_N = ½E(N₂); its RPBE values are
-:data:`OC20_REFERENCES`. A total-energy model must be referenced with energies from the same model
-(a DFT value against an EMT or ML total energy is meaningless), so ``"elements"`` relaxes the four
-molecules with the calculator at hand and applies the same scheme. ``"molecule"`` references the
+:data:`OC20_REFERENCES`. Gas energies must be on the scale of the total energies they are subtracted
+from: those of the same calculator, or of the reference a model was trained to reproduce (fairchem
+2.x subtracts DFT gas energies from its models' total energies); a DFT value against an EMT total
+energy is meaningless. ``"elements"`` relaxes the four molecules with a given calculator and applies
+the scheme. ``"molecule"`` references the
 adsorbate to its own gas-phase molecule relaxed with the same calculator,
 E_ads = E(adslab) - E(slab) - E(adsorbate, gas): it needs no table, works for any adsorbate, and stays
 within what a potential trained on adsorbates and their gas molecules has seen (H₂ may not be).

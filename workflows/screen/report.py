@@ -29,8 +29,23 @@ def format_table(rows: Sequence[dict[str, object]]) -> str:
 
 def _cell(value: object) -> str:
     if isinstance(value, float):
-        return "nan" if not math.isfinite(value) else f"{value:.3f}"
+        return "-" if not math.isfinite(value) else f"{value:.3f}"
     return str(value)
+
+
+def energy_note(energy_kind: str, settings: ScreenSettings) -> str:
+    """How the ML adsorption energies were made: the model's own, or referenced (and to what)."""
+    if energy_kind == "adsorption":
+        return "adsorption energies predicted by the model, used as they are"
+    scheme = settings.gas_references
+    gas = {"elements": "per-element gas references from H2, H2O, CO, N2 (OC20's scheme)",
+           "molecule": "the adsorbate's own gas molecule (an isolated atom for a one-atom adsorbate)",
+           "oc20": "OC20's RPBE per-element values (meaningful for DFT-RPBE-scale energies only)"}.get(
+        scheme, f"per-element values given ({scheme}; meaningful only on the scale of the model's energies)")
+    source = "the reference calculator" if settings.gas_source == "reference" and settings.verify != "none" \
+        else "the model"
+    note = f"total energies minus the ML-relaxed clean slab's and {gas}"
+    return note if not isinstance(scheme, str) or scheme == "oc20" else f"{note}, computed with {source}"
 
 
 def write_report(outcomes: Sequence[SystemOutcome], out: str | os.PathLike, settings: ScreenSettings,
@@ -45,11 +60,8 @@ def write_report(outcomes: Sequence[SystemOutcome], out: str | os.PathLike, sett
     for outcome in outcomes:
         if outcome.error:
             print(f"failed: {outcome.error}")
-    kinds = {r.energy_kind for r in results}
-    if kinds:
-        print("ML energies: " + " / ".join(
-            "adsorption energies predicted by the model" if k == "adsorption"
-            else "total energies referenced to the ML-relaxed clean slab and gas references" for k in sorted(kinds)))
+    for kind in sorted({r.energy_kind for r in results}):
+        print(f"ML energies: {energy_note(kind, settings)}")
     totals = {stage: sum(r.timings.get(stage, 0.0) for r in results) for stage in STAGES}
     if sum(totals.values()) > 0:
         print("time per stage (s, summed over systems): " + ", ".join(f"{s} {t:.1f}" for s, t in totals.items()))

@@ -27,11 +27,18 @@ class ConfigResult:
     steps: int
     reference_energy: float = math.nan
     reference_steps: int = 0
+    reference_anomalies: tuple[str, ...] = ()
     reference_error: str | None = None
 
     @property
     def valid(self) -> bool:
+        """No anomaly and a finite ML energy: the configuration takes part in the ranking."""
         return not self.anomalies and math.isfinite(self.ml_energy)
+
+    @property
+    def verified(self) -> bool:
+        """The reference checked it and gave a finite energy with no anomaly (``--verify relax``)."""
+        return math.isfinite(self.reference_energy) and not self.reference_anomalies
 
 
 @dataclass
@@ -43,8 +50,10 @@ class SystemResult:
         energy_kind: ``'total'`` (ML energies referenced to the ML-relaxed clean slab and gas
             references) or ``'adsorption'`` (the model's energies are adsorption energies).
         configs: every configuration, valid ones first by ML energy, then the anomalous ones.
-        reference_calls, ionic_steps: the reference's energy evaluations on the configurations
-            (verification), and on the clean slab (``slab_calls``, once per system).
+        reference_calls, ionic_steps: the reference's calculations (single points or
+            relaxations) of configurations, and their ionic steps (a single point is one).
+        slab_steps: the reference's ionic steps on the clean slab (once per system; not counted
+            in ``ionic_steps``, as AdsorbML leaves the slab out of its saving).
         timings: wall time [s] per stage of the call that produced this result.
     """
 
@@ -53,11 +62,12 @@ class SystemResult:
     configs: list[ConfigResult]
     reference_calls: int = 0
     ionic_steps: int = 0
-    slab_calls: int = 0
+    slab_steps: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def valid(self) -> list[ConfigResult]:
+        """The valid configurations, by ML energy."""
         return [c for c in self.configs if c.valid]
 
     @property
@@ -73,7 +83,7 @@ class SystemResult:
     @property
     def best_verified(self) -> ConfigResult | None:
         """The verified configuration of lowest reference energy (AdsorbML's answer)."""
-        verified = [c for c in self.configs if math.isfinite(c.reference_energy)]
+        verified = [c for c in self.configs if c.verified]
         return min(verified, key=lambda c: c.reference_energy) if verified else None
 
     @property
@@ -84,6 +94,17 @@ class SystemResult:
             return best.reference_energy
         return self.best_ml.ml_energy if self.best_ml is not None else math.nan
 
+    def summary_line(self) -> str:
+        """One line: valid configurations, the answer and where it comes from, or why there is none."""
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(self.anomaly_counts.items()))
+        head = f"{self.system}: {len(self.valid)}/{len(self.configs)} valid" + (f" ({counts})" if counts else "")
+        best = self.best_verified
+        if best is not None:
+            return f"{head}, E_ads {best.reference_energy:.3f} eV ({best.config_id}, verified)"
+        if self.best_ml is not None:
+            return f"{head}, E_ads {self.best_ml.ml_energy:.3f} eV ({self.best_ml.config_id}, ML only, not verified)"
+        return f"{head}, no valid configuration"
+
     def row(self) -> dict[str, object]:
         """The system's line of the report table."""
         best_ml, best = self.best_ml, self.best_verified
@@ -93,10 +114,12 @@ class SystemResult:
             "valid": len(self.valid),
             "anomalies": " ".join(f"{k}:{n}" for k, n in sorted(self.anomaly_counts.items())) or "-",
             "best ML": best_ml.config_id if best_ml else "-",
-            "E_ads ML (eV)": best_ml.ml_energy if best_ml else math.nan,
+            "E_ads ML (eV)": best_ml.ml_energy if best_ml else "-",
             "best verified": best.config_id if best else "-",
-            "E_ads verified (eV)": best.reference_energy if best else math.nan,
+            "E_ads verified (eV)": best.reference_energy if best else "-",
             "reference calls": self.reference_calls,
+            "ionic steps": self.ionic_steps,
+            "slab steps": self.slab_steps,
         }
 
 
@@ -117,15 +140,16 @@ def system_result(name: str, store: ScreenStore, settings: ScreenSettings, energ
             reference_energy=reference_energy(check, check.get("reference_energy", math.nan))
             if check is not None else math.nan,
             reference_steps=check.ionic_steps if check is not None else 0,
+            reference_anomalies=tuple(a for a in check.get("anomalies", "").split(",") if a) if check else (),
             reference_error=check.get("error") if check is not None else None,
         ))
     configs.sort(key=lambda c: (not c.valid, c.ml_energy if math.isfinite(c.ml_energy) else math.inf, c.config_id))
     ref_slab = store.row("ref_slab")
     return SystemResult(
         system=name, energy_kind=energy_kind, configs=configs,
-        reference_calls=sum(row.calls for row in verified.values()),
+        reference_calls=len(verified),
         ionic_steps=sum(row.ionic_steps for row in verified.values()),
-        slab_calls=ref_slab.calls if ref_slab is not None else 0,
+        slab_steps=ref_slab.ionic_steps if ref_slab is not None else 0,
     )
 
 

@@ -56,9 +56,10 @@ class ScreenSettings:
         energy: ``'total'`` (the model predicts total energies: referenced to the relaxed clean slab
             and the gas references), ``'adsorption'`` (it predicts adsorption energies, as the OC20
             checkpoints do: used as they are) or ``'auto'`` (adsorption for fairchem checkpoints).
-        gas_references: ``'molecule'`` (the adsorbate's own gas molecule relaxed with each calculator),
-            ``'elements'`` (ε_Z from H₂, H₂O, CO, N₂ relaxed with each calculator), ``'oc20'`` (OC20's
-            RPBE values) or a mapping element -> eV used for both calculators.
+        gas_references: ``'elements'`` (OC20's scheme: ε_Z from H₂, H₂O, CO, N₂ relaxed with the
+            calculator), ``'molecule'`` (the adsorbate's own gas molecule relaxed alone: an isolated
+            atom for *H, *O, ...), ``'oc20'`` (OC20's RPBE values: for DFT-RPBE-scale energies only)
+            or a mapping element -> eV used for both calculators.
         gas_source: which calculator computes the ML energies' gas reference: ``'reference'`` (as
             fairchem 2.x references ML total energies with DFT gas energies; right for a model trained
             on the reference's energies) or ``'model'``. Without a reference, the model.
@@ -80,7 +81,7 @@ class ScreenSettings:
     verify_fmax: float = 0.03
     verify_steps: int = 300
     energy: str = "auto"
-    gas_references: str | Mapping[str, float] = "molecule"
+    gas_references: str | Mapping[str, float] = "elements"
     gas_source: str = "reference"
     anomaly: AnomalySettings = field(default_factory=AnomalySettings)
 

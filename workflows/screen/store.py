@@ -4,20 +4,25 @@ Every row is one finished piece of work, written in one transaction, so an inter
 leaves only whole rows and a rerun skips what is there: nothing is done twice, nothing is lost.
 Rows carry ``kind`` and, for configurations, ``config_id``:
 
+- ``meta``: what the store was made with (data ``settings``: model, placement, relaxation and
+  reference settings); a screen with other settings refuses the store instead of mixing results;
 - ``placement``: an initial configuration (key ``site``);
-- ``ml``: its ML relaxation (keys ``steps``, ``converged``, ``ml_fmax``, ``anomalies`` (comma-separated
-  kinds, ``""`` when valid), ``error`` when it failed);
+- ``ml``: its ML relaxation (keys ``steps``, ``converged``, ``relaxed_energy``, ``anomalies``
+  (comma-separated kinds, ``""`` when valid), ``error`` when it failed);
 - ``ml_slab``, ``ref_slab``: the clean slab relaxed with the ML model or the reference;
-- ``verify``: a reference calculation of an ML-relaxed configuration (keys ``calls``, ``ionic_steps``,
-  ``error``);
-- ``ground_truth``: a reference relaxation of an initial configuration (as ``ml``, plus ``calls``);
+- ``verify``: a reference calculation of an ML-relaxed configuration (keys ``reference_energy``,
+  ``ionic_steps``, ``anomalies`` (of a reference relaxation), ``error``);
+- ``ground_truth``: a reference relaxation of an initial configuration (as ``ml``, plus ``ionic_steps``);
 - ``gas``: the gas-phase references of the ML model or the reference (key ``source``; data ``references``).
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,7 @@ import numpy as np
 from ase import Atoms
 from ase.db.row import AtomsRow
 
-KINDS: tuple[str, ...] = ("placement", "ml", "ml_slab", "ref_slab", "verify", "ground_truth", "gas")
+KINDS: tuple[str, ...] = ("meta", "placement", "ml", "ml_slab", "ref_slab", "verify", "ground_truth", "gas")
 
 
 class ScreenStore:
@@ -54,6 +59,43 @@ class ScreenStore:
                 pairs = {"kind": kind, **{k: _plain(v) for k, v in keys.items() if v is not None}}
                 self._db.write(atoms if atoms is not None else Atoms(), key_value_pairs=pairs,
                                data=dict(extra or {}))
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the store for one writer (an exclusive ``flock`` on ``<path>.writer``, released when the
+        process ends, however it ends).
+
+        Raises:
+            ValueError: another process holds it (e.g. a task Dask rescheduled while the first still runs).
+        """
+        with open(f"{self.path}.writer", "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ValueError(f"{self.path} is being written by another process; wait for it to finish "
+                                 "or use another output folder") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def claim(self, settings: Mapping[str, Any]) -> None:
+        """Record what the store is made with, or check that it was made with the same.
+
+        Raises:
+            ValueError: the store holds results made with other ``settings`` (the differences named).
+        """
+        settings = json.loads(json.dumps(settings, sort_keys=True, default=str))
+        meta = self.row("meta")
+        if meta is None:
+            self.add("meta", data={"settings": settings})
+            return
+        stored = meta.data["settings"]
+        differ = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
+        if differ:
+            details = "; ".join(f"{k}: {stored.get(k)!r} there, {settings.get(k)!r} now" for k in differ)
+            raise ValueError(f"{self.path} holds results made with other settings ({details}); "
+                             "use another output folder or the same settings")
 
     def rows(self, kind: str, **keys: Any) -> list[AtomsRow]:
         """The rows of ``kind`` (and the given key values), in the order they were written."""

@@ -55,7 +55,7 @@ def read_bulk(spec: str | os.PathLike | Atoms) -> Atoms:
     return bulk
 
 
-def make_slab(bulk: Atoms, miller: tuple[int, int, int], *, min_slab_size: float = 7.0,
+def cut_slab(bulk: Atoms, miller: tuple[int, int, int], *, min_slab_size: float = 7.0,
               min_lateral: float = 8.0, vacuum: float = VACUUM, termination: int = 0) -> Atoms:
     """The ``miller`` slab of ``bulk``: tagged 0/1, subsurface fixed, pbc (T, T, F).
 
@@ -100,7 +100,8 @@ def prepare_slab(slab: Atoms) -> Atoms:
     on the tag-0 atoms, pbc (T, T, F).
 
     Tags 0/1 are kept when the slab has surface (tag 1) atoms, else assigned by
-    :func:`workflows.data.slabs.tag_and_fix` (upper half 1, lower half 0). Raises ``ValueError``
+    :func:`workflows.data.slabs.tag_and_fix` (upper half 1, lower half 0); so are ASE's layer numbers
+    (tags 1..n from ``ase.build.fcc111`` and the like, n > 2), which are replaced. Raises ``ValueError``
     for an empty slab, a cell whose a and b axes are not in the xy plane or whose c axis is not
     along z, atoms already tagged 2 (an adsorbate) or any tag other than 0/1/2, and a slab left
     with no surface atom (e.g. a single flat layer).
@@ -114,6 +115,9 @@ def prepare_slab(slab: Atoms) -> Atoms:
         raise ValueError("the slab's cell must have a and b in the xy plane and c along z (the surface normal); "
                          f"got cell {np.round(cell, 3).tolist()}")
     tags = slab.get_tags()
+    if tags.min() >= 1 and tags.max() > SURFACE_TAG and set(np.unique(tags)) == set(range(1, tags.max() + 1)):
+        tags = np.zeros(len(slab), dtype=int)  # ASE's surface builders number the layers 1..n from the top
+        slab.set_tags(tags)
     if np.any(tags == ADSORBATE_TAG):
         raise ValueError(f"the slab has {np.count_nonzero(tags == ADSORBATE_TAG)} atom(s) tagged "
                          f"{ADSORBATE_TAG} (adsorbate): give a clean slab")
