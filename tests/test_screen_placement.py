@@ -225,6 +225,8 @@ def test_read_bulk_from_file_and_prepare_slab(tmp_path):
     prepared = prepare_slab(untagged)
     assert prepared.get_tags().sum() == 18 and len(prepared.constraints[0].index) == 18
     assert prepared.pbc.tolist() == [True, True, False]
+    ase_layers = prepare_slab(fcc111("Pt", (3, 3, 4), vacuum=6.0))  # ASE's tags: layers 1..4 from the top
+    assert np.array_equal(ase_layers.get_tags(), prepared.get_tags())
 
 
 def test_bad_inputs_say_what_is_wrong(tmp_path, pt111):

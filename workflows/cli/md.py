@@ -92,8 +92,6 @@ def run(args: argparse.Namespace) -> int:
 
     from equicalc import EquiCalculator
 
-    from ..md import run_md
-
     if args.structure and args.structure_option:
         raise ValueError("give the structure once: as STRUCTURE or as --structure, not both")
     path = args.structure or args.structure_option
@@ -102,12 +100,31 @@ def run(args: argparse.Namespace) -> int:
     calc = atoms.calc
     print(f"model {calc.parameters['model']} on {calc.parameters['device']} ({calc.parameters['dtype']}), "
           f"{atoms.get_chemical_formula()}", flush=True)
-    summary = run_md(
+    try:
+        summary = _run(atoms, args)
+    except ValueError as err:  # name the flags, not run_md's parameters
+        message = str(err)
+        for parameter, flag in FLAGS.items():
+            message = message.replace(parameter, flag)
+        raise ValueError(message) from None
+    print(summary.report())
+    return 0
+
+
+#: run_md's parameters that errors may name, and the flags that set them
+FLAGS = {"temperature_K": "--temperature-K", "pressure_GPa": "--pressure-GPa", "timestep_fs": "--timestep-fs",
+         "friction_per_fs": "--friction", "tdamp_fs": "--tdamp-fs", "pdamp_fs": "--pdamp-fs",
+         "compressibility_per_GPa": "--compressibility-per-GPa"}
+
+
+def _run(atoms, args: argparse.Namespace):
+    """``run_md`` with the command line's settings."""
+    from ..md import run_md
+
+    return run_md(
         atoms, steps=args.steps, timestep_fs=args.timestep_fs, temperature_K=args.temperature_K,
         ensemble=args.ensemble, pressure_GPa=args.pressure_GPa, friction_per_fs=args.friction,
         tdamp_fs=args.tdamp_fs, pdamp_fs=args.pdamp_fs, compressibility_per_GPa=args.compressibility_per_GPa,
         anisotropic=args.anisotropic, seed=args.seed, trajectory=args.trajectory, logfile=args.log,
         plot=args.plot, interval=args.interval, progress=sys.stderr.isatty() and args.log != "-",
     )
-    print(summary.report())
-    return 0

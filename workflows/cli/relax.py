@@ -114,6 +114,8 @@ def output_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     source = Path(args.structure)
     output = Path(args.output) if args.output else source.with_name(f"{source.stem}_relaxed.extxyz")
     plot = Path(args.plot) if args.plot else source.with_name(f"{source.stem}_relax.png")
+    if output.resolve() == source.resolve():
+        raise ValueError(f"--output {str(output)!r} is the input file: give another name, the input is kept")
     if output.suffix not in OUTPUT_SUFFIXES:
         raise ValueError(f"--output must end in {', '.join(OUTPUT_SUFFIXES)}, got {str(output)!r}")
     if plot.suffix != ".png":
