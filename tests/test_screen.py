@@ -257,3 +257,22 @@ def test_cli_screen_and_evaluate_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "success (%)" in printed and (bench / "sake-emt-oc" / "success.png").exists()
     assert np.isfinite(float(printed.split("ML-only success")[1].split(":")[1].split("%")[0]))
+
+
+def test_adsorption_energy_model_is_used_as_it_is(tmp_path):
+    """A model whose energies are adsorption energies (an OC20 fairchem checkpoint: detected from its
+    metadata) is ranked and reported by its own energies, with no slab or gas referencing."""
+    import copy
+
+    from workflows.screen.models import ScreenModel
+
+    ours = load_screen_model("sake-emt-oc", dtype="float64")
+    potential = copy.deepcopy(ours.potential)
+    potential.metadata = {**potential.metadata, "format": "fairchem-1.x"}
+    model = ScreenModel("oc20-like", potential=potential)
+    store = ScreenStore(tmp_path / "pt.db")
+    result = screen_system(pt_o(), model, resolve_labeller("emt"), store, FAST)
+    assert result.energy_kind == "adsorption" and store.row("ml_slab") is None
+    for config in result.configs:
+        assert config.ml_energy == store.row("ml", config_id=config.config_id).relaxed_energy
+    assert math.isfinite(result.best_verified.reference_energy)
