@@ -198,10 +198,23 @@ def store_contents(folder: Path) -> dict[str, list[tuple[str, str]]]:
     return contents
 
 
+def relaxations_stored(folder: Path) -> int:
+    """ML relaxations in the stores of ``folder`` so far (a store a worker is creating counts 0: ASE
+    creates its tables in steps, and a reader in between gets an error)."""
+    count = 0
+    for path in folder.glob("*.db"):
+        try:
+            count += ScreenStore(path).count("ml")
+        except Exception:  # noqa: BLE001  (half-initialized by the writer; the next poll sees it)
+            pass
+    return count
+
+
 SCREEN = ["screen", "--bulk", "Pt", "Cu", "--miller", "111", "100", "--adsorbate", "O", "--model", "sake-emt-oc",
           "--dtype", "float64", "--num-random", "2", "--fmax", "0.05", "--steps", "80", "--top-k", "2"]
 
 
+@pytest.mark.slow  # about 100 s: three CLI screens, two on a Dask cluster (test_rerun_does_nothing_twice is the quick check)
 def test_killed_dask_screen_resumes_with_every_configuration_once(tmp_path):
     """Kill a 4-system screen on a 2-worker local Dask cluster halfway; the rerun completes with every
     configuration present exactly once and the same table as an uninterrupted run."""
@@ -212,8 +225,7 @@ def test_killed_dask_screen_resumes_with_every_configuration_once(tmp_path):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        done = sum(ScreenStore(p).count("ml") for p in resumed.glob("*.db")) if resumed.exists() else 0
-        if done >= 6:
+        if relaxations_stored(resumed) >= 6:
             break
         time.sleep(0.2)
     assert process.poll() is None, "the screen finished before it could be killed"

@@ -40,6 +40,8 @@ class ScreenStore:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            _create(self.path)
         self._db = ase.db.connect(str(self.path), type="db", append=True)
 
     def add(self, kind: str, atoms: Atoms | None = None, *, data: Mapping[str, Any] | None = None,
@@ -113,6 +115,21 @@ class ScreenStore:
     def count(self, kind: str) -> int:
         """The number of rows of ``kind``."""
         return self._db.count(kind=kind)
+
+
+def _create(path: Path) -> None:
+    """Create an empty, fully initialized database at ``path``, atomically: ASE creates its tables one
+    statement at a time, so a process killed meanwhile would leave a file no one can open. It is built
+    under a temporary name and linked into place (``os.link`` never replaces a store another process
+    has just created)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    ase.db.connect(str(temporary), type="db").count()  # the first access creates the tables
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
 
 
 def _plain(value: Any) -> Any:
