@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
-from ase.io import read
-from ase.io.formats import UnknownFileTypeError
 
 from workflows.data.adsorbates import ADSORBATES, make_adsorbate
+
+from .surfaces import read_file
 
 _SP3 = 1.09 * np.array([-1.0 / 3.0, np.sqrt(7.0) / 3.0, 1.0 / 3.0])  # C-H 1.09 Å, tetrahedral to C-C and C-surface
 
@@ -109,10 +109,7 @@ def read_adsorbate(path: str | os.PathLike, binding_indices: Sequence[int], name
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"adsorbate file {os.fspath(path)!r} does not exist")
-    try:
-        atoms = read(path)
-    except (UnknownFileTypeError, ValueError, KeyError, IndexError, StopIteration) as error:
-        raise ValueError(f"cannot read a molecule from {os.fspath(path)!r}: {error}") from error
+    atoms = read_file(path, "a molecule")
     molecule = Atoms(atoms.numbers, positions=atoms.positions)
     adsorbate = Adsorbate(name or molecule.get_chemical_formula(), molecule, tuple(binding_indices))
     return Adsorbate(adsorbate.name, adsorption_frame(molecule, adsorbate.binding_indices), adsorbate.binding_indices)

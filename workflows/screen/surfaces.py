@@ -29,6 +29,15 @@ from workflows.data.slabs import ADSORBATE_TAG, SUBSURFACE_TAG, SURFACE_TAG, VAC
 SLAB_PBC = (True, True, False)
 
 
+def read_file(path: str | os.PathLike, what: str) -> Atoms:
+    """The structure in the file ``path`` (an existing file); ``ValueError`` naming the file and
+    ``what`` was wanted when ASE cannot read it."""
+    try:
+        return read(path)
+    except (UnknownFileTypeError, ValueError, KeyError, IndexError, StopIteration) as error:
+        raise ValueError(f"cannot read {what} from {os.fspath(path)!r}: {error}") from error
+
+
 def read_bulk(spec: str | os.PathLike | Atoms) -> Atoms:
     """A periodic bulk crystal: ``spec`` is a built-in name of :data:`workflows.data.bulks.BULKS`
     (its 4-atom conventional cubic cell, with the lattice constants the shipped potentials were
@@ -45,10 +54,7 @@ def read_bulk(spec: str | os.PathLike | Atoms) -> Atoms:
         source = repr(os.fspath(spec))
         if not os.path.isfile(spec):
             raise FileNotFoundError(f"bulk {source} is neither a built-in bulk ({', '.join(BULKS)}) nor a file")
-        try:
-            bulk = read(spec)
-        except (UnknownFileTypeError, ValueError, KeyError, IndexError, StopIteration) as error:
-            raise ValueError(f"cannot read a bulk crystal from {source}: {error}") from error
+        bulk = read_file(spec, "a bulk crystal")
     if len(bulk) == 0 or not bulk.pbc.all() or abs(bulk.cell.volume) < 1e-6:
         raise ValueError(f"bulk {source} is not a crystal periodic in 3-D (pbc {bulk.pbc.tolist()}, "
                          f"cell volume {abs(bulk.cell.volume):.3g} Å^3)")
