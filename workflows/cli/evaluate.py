@@ -9,7 +9,7 @@ from .arguments import positive_int
 
 #: the least valid fraction of a system's ground-truth relaxations for the "stable" rates
 STABLE = 0.5
-from .screen import add_screen_arguments, check_systems, reference_from, run_screens, settings_from
+from .screen import add_screen_arguments, check_systems, run_screens, settings_from
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -39,21 +39,20 @@ def run(args: argparse.Namespace) -> int:
     from ..screen.report import format_table, write_report
     from ..screen.store import ScreenStore
 
-    reference = reference_from(args)
-    if reference is None:
+    if args.reference == "none":
         raise ValueError("evaluate needs a reference calculator for the ground truth (--reference none given)")
     if args.verify == "none":
         raise ValueError("evaluate needs verification (--verify sp or relax)")
     systems = ood_systems()[: args.systems]
     settings = settings_from(args)
-    check_systems(systems, args, settings)
+    reference = check_systems(systems, args, settings)
     out = Path(args.out)
     unmade = build_ground_truth(systems, reference, out, settings)
     for name, why in unmade.items():
         print(f"no ground truth for {name} (left out): {why}")
     systems = [s for s in systems if s.name not in unmade]
     folder = out / model_folder(args.model)
-    outcomes = run_screens(systems, args, settings, folder=str(folder))
+    outcomes = run_screens(systems, args, settings, reference, folder=str(folder))
     write_report(outcomes, folder, settings, pictures=False)
     evaluations = [evaluate_system(o.system.name, o.result, ScreenStore(folder / f"{o.system.slug}.db")
                                    if o.result else None, truth_store(out, o.system)) for o in outcomes]

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     systems = build_systems(args)
     settings = settings_from(args)
     output_folder(args.out)
-    outcomes = run_screens(systems, args, settings)
+    outcomes = run_screens(systems, args, settings, check_systems(systems, args, settings))
     write_report(outcomes, args.out, settings)
     return 0 if all(o.result is not None for o in outcomes) else 1
 
@@ -240,11 +240,11 @@ def check_systems(systems: list, args: argparse.Namespace, settings):
     return reference
 
 
-def run_screens(systems: list, args: argparse.Namespace, settings, folder: str | None = None) -> list:
-    """Screen ``systems`` on Dask (or in this process), printing a line as each finishes."""
+def run_screens(systems: list, args: argparse.Namespace, settings, reference, folder: str | None = None) -> list:
+    """Screen ``systems`` (checked by :func:`check_systems`, which gave ``reference``) on Dask (or in
+    this process), printing a line as each finishes."""
     from ..screen.cluster import screen_systems
 
-    reference = check_systems(systems, args, settings)
     print(f"screening {len(systems)} system{'s' if len(systems) != 1 else ''} with {args.model}"
           f"{f', verified by {args.reference}' if reference else ''}; results in {folder or args.out}/")
 
