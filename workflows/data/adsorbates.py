@@ -56,7 +56,13 @@ def make_adsorbate(name: str) -> Atoms:
 
 def gas_molecule(name: str, box: float = 12.0) -> Atoms:
     """The adsorbate ``name`` as a free molecule, centred in a non-periodic cubic box of ``box`` Å."""
-    molecule = make_adsorbate(name)
+    return boxed(make_adsorbate(name), box)
+
+
+def boxed(molecule: Atoms, box: float = 12.0) -> Atoms:
+    """A copy of ``molecule``, non-periodic, centred in a cubic box of ``box`` Å."""
+    molecule = molecule.copy()
+    molecule.pbc = False
     molecule.set_cell([box, box, box])
     molecule.center()
     return molecule

@@ -21,13 +21,13 @@ from ase import Atoms
 from ase.build import molecule
 from ase.calculators.calculator import BaseCalculator
 
+from workflows.data.adsorbates import boxed
 from workflows.relax.single import relax
 
 #: ε_Z of OC20 [eV] (RPBE, VASP), as fairchem 2.x's AdsorbML recipe uses them.
 OC20_REFERENCES: dict[str, float] = {"H": -3.477, "O": -7.204, "C": -7.282, "N": -8.083}
 #: the gas molecules of the scheme, in the order their energies are needed.
 REFERENCE_MOLECULES: tuple[str, ...] = ("H2", "H2O", "CO", "N2")
-_BOX = 12.0  # Å, the non-periodic box the molecules sit in
 
 
 def molecule_references(calculator: BaseCalculator, fmax: float = 0.01, steps: int = 200) -> dict[str, float]:
@@ -49,10 +49,7 @@ def gas_energy(gas: Atoms, calculator: BaseCalculator, fmax: float = 0.01, steps
         ValueError: the calculator fails on it or gives a non-finite energy.
     """
     name = gas.get_chemical_formula()
-    gas = gas.copy()
-    gas.pbc = False
-    gas.set_cell([_BOX] * 3)
-    gas.center()
+    gas = boxed(gas)
     try:
         result = relax(gas, calculator, optimizer="BFGS", fmax=fmax, steps=steps, fix="none")
     except Exception as err:  # any calculator's failure, named
