@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from workflows.data.labellers import resolve_labeller
@@ -26,6 +27,7 @@ from workflows.screen.pipeline import screen_system
 from workflows.screen.references import gas_energy
 from workflows.screen.settings import ScreenSettings, ScreenSystem
 from workflows.screen.store import ScreenStore
+from workflows.screen.surfaces import cut_slab
 
 from .conftest import cli_error_line
 
@@ -86,6 +88,11 @@ def test_store_refuses_other_settings_and_a_second_writer(tmp_path):
     screen_system(pt_o(), load_screen_model("emt"), None, store, ScreenSettings(num_random=1, verify="none"))
     with pytest.raises(ValueError, match="other settings.*num_random: 1 there, 2 now"):
         screen_system(pt_o(), load_screen_model("emt"), None, store, ScreenSettings(num_random=2, verify="none"))
+    moved = pt_o().slab.copy()
+    moved.positions[-1, 2] += 0.01  # the same name, another geometry (a slab file edited in place)
+    with pytest.raises(ValueError, match="other settings.*geometry"):
+        screen_system(ScreenSystem("Pt/111/O", moved, library_adsorbate("O")), load_screen_model("emt"), None,
+                      store, ScreenSettings(num_random=1, verify="none"))
     with store.lock(), pytest.raises(ValueError, match="being written by another process"):
         screen_system(pt_o(), load_screen_model("emt"), None, ScreenStore(tmp_path / "pt.db"),
                       ScreenSettings(num_random=1, verify="none"))
@@ -122,6 +129,16 @@ def test_model_failing_on_the_clean_slab_fails_the_system_in_one_line(tmp_path):
                                ScreenSettings(num_random=1, verify="none", gas_references="oc20"), workers=0)
     assert model.labeller is not None and outcome.result is None
     assert outcome.error.startswith("Pt/111/O: the model fails on the clean slab") and "\n" not in outcome.error
+
+
+def test_clean_slab_that_comes_apart_fails_the_system(tmp_path):
+    """A Pd(100) slab cut from a bulk 10 % too large: EMT's relaxation of the clean slab pulls its top
+    layers into the vacuum, which would shift every adsorption energy by tens of eV."""
+    slab = cut_slab(bulk("Pd", "fcc", a=4.3), (1, 0, 0))
+    system = ScreenSystem("Pd/100/O", slab, library_adsorbate("O"))
+    with pytest.raises(ValueError, match="relaxation of the clean slab changes its bonding"):
+        screen_system(system, load_screen_model("emt"), None, ScreenStore(tmp_path / "pd.db"),
+                      ScreenSettings(num_random=1, verify="none", gas_references="oc20"))
 
 
 def test_reference_failure_is_recorded_and_others_go_on(tmp_path):
@@ -250,6 +267,9 @@ def test_killed_dask_screen_resumes_with_every_configuration_once(tmp_path):
     (["--bulk", "Rh", "--miller", "111", "--adsorbate", "O", "--model", "sake-emt-oc"], "Rh/111/O: model 'sake-emt-oc' has no Rh"),
     (["--bulk", "Pt", "--adsorbate", "O"], "--bulk and --miller"),
     (["--bulk", "Pt", "--miller", "111", "--adsorbate", "O", "--model", "nonsense"], "nonsense"),
+    (["--bulk", "Pt", "--miller", "111", "--adsorbate", "O", "--gas-references", "O=-7,O=-8"], "given twice ['O']"),
+    (["--bulk", "Pt", "--miller", "111", "--adsorbate", "O", "--gas-references", "Xx=1"], "unknown element(s) ['Xx']"),
+    (["--bulk", "Pt", "--miller", "111", "--adsorbate", "O", "--seed", "-1"], "--seed"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, capsys, arguments, message):
     line = cli_error_line(["screen", *arguments, "--out", str(tmp_path / "out")], capsys)
@@ -269,6 +289,20 @@ def test_cli_screen_and_evaluate_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "success (%)" in printed and (bench / "sake-emt-oc" / "success.png").exists()
     assert np.isfinite(float(printed.split("ML-only success")[1].split(":")[1].split("%")[0]))
+
+
+def test_cli_screen_with_gas_references_given_per_element(tmp_path, capsys):
+    """The README's ``--gas-references H=...,O=...`` form: the values are used and reported."""
+    from workflows.cli import main
+
+    out = tmp_path / "screen"
+    assert main([*SCREEN[:3], "--miller", "111", *SCREEN[7:], "--num-random", "1", "--no-heuristic", "--top-k", "1",
+                 "--gas-references", "H=-3.477,O=-7.204", "--workers", "0", "--out", str(out)]) == 0
+    assert "O -7.204 eV" in capsys.readouterr().out and (out / "report.csv").exists()
+    store = ScreenStore(out / "Pt-111-O.db")
+    [verified] = store.rows("verify")
+    energy = verified.reference_energy - store.row("ref_slab").energy - (-7.204)
+    assert f"{energy:.3f}" in (out / "report.csv").read_text()
 
 
 def test_adsorption_energy_model_is_used_as_it_is(tmp_path):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import re
+
+from ase.data import chemical_symbols
 
 from .arguments import add_model_arguments, existing_file, non_negative_int, positive_float, positive_int
 
@@ -29,10 +32,19 @@ def gas_references(text: str) -> str | dict[str, float]:
     if text in ("molecule", "elements", "oc20"):
         return text
     try:
-        return {k.strip(): float(v) for k, v in (item.split("=") for item in text.split(","))}
+        pairs = [(k.strip(), float(v)) for k, v in (item.split("=") for item in text.split(","))]
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be 'molecule', 'elements', 'oc20' or element=eV pairs such as "
                                          f"'H=-3.477,O=-7.204', got {text!r}") from None
+    elements = [element for element, _ in pairs]
+    unknown = [element for element in elements if element not in chemical_symbols[1:]]
+    repeated = sorted({element for element in elements if elements.count(element) > 1})
+    if unknown or repeated:
+        problem = f"unknown element(s) {unknown}" if unknown else f"element(s) given twice {repeated}"
+        raise argparse.ArgumentTypeError(f"{problem} in {text!r}")
+    if not all(math.isfinite(energy) for _, energy in pairs):
+        raise argparse.ArgumentTypeError(f"energies must be finite, got {text!r}")
+    return dict(pairs)
 
 
 def add_screen_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +61,7 @@ def add_screen_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random surface sites per system, without duplicates (AdsorbML: 100) (default: %(default)s)")
     parser.add_argument("--no-heuristic", action="store_true",
                         help="skip the symmetry-unique on-top, bridge and hollow sites (pymatgen's AdsorbateSiteFinder)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random sites and orientations (default: 0)")
+    parser.add_argument("--seed", type=non_negative_int("seed"), default=0, help="seed of the random sites and orientations (default: 0)")
     parser.add_argument("--fmax", type=positive_float("eV/Å"), default=0.02, metavar="EV_PER_A",
                         help="ML relaxation threshold on the largest force on a free atom, eV/Å (default: %(default)s)")
     parser.add_argument("--steps", type=positive_int("steps"), default=300, metavar="N",
@@ -246,7 +258,8 @@ def run_screens(systems: list, args: argparse.Namespace, settings, reference, fo
     from ..screen.cluster import screen_systems
 
     print(f"screening {len(systems)} system{'s' if len(systems) != 1 else ''} with {args.model}"
-          f"{f', verified by {args.reference}' if reference else ''}; results in {folder or args.out}/")
+          f"{f', verified by {args.reference}' if reference and settings.verify != 'none' else ''}; "
+          f"results in {folder or args.out}/")
 
     def report(outcome) -> None:
         if outcome.error:

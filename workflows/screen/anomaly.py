@@ -133,13 +133,21 @@ def detect_anomalies(initial: Atoms, final: Atoms, clean_slab: Atoms | None = No
         found.add("dissociated")
     if not final_bonds[settings.desorption_mult][np.ix_(adsorbate, slab)].any():
         found.add("desorbed")
-    reference, reference_cushioned = bonds(clean_slab, m, settings.skin), bonds(clean_slab, c, settings.skin)
-    final_slab, final_slab_cushioned = final_bonds[m][np.ix_(slab, slab)], final_bonds[c][np.ix_(slab, slab)]
-    if (final_slab & ~reference_cushioned).any() or (reference & ~final_slab_cushioned).any():
+    if surface_changed(clean_slab, final[np.flatnonzero(slab)], settings):
         found.add("surface_changed")
     if settings.intercalation and final_bonds[m][np.ix_(adsorbate, tags == SUBSURFACE_TAG)].any():
         found.add("intercalated")
     return [kind for kind in ANOMALIES if kind in found]
+
+
+def surface_changed(reference: Atoms, slab: Atoms, settings: AnomalySettings = AnomalySettings()) -> bool:
+    """Whether ``slab`` is bonded otherwise than ``reference`` (the same atoms, same order, [Å]):
+    a bond of ``slab`` at mult m = ``settings.final_slab_mult`` absent from ``reference`` at mult
+    c = ``settings.init_slab_mult``, or a bond of ``reference`` at mult m absent from ``slab`` at mult c
+    (fairchem's ``DetectTrajAnomaly.has_surface_changed``; bonds as in :func:`bonds`)."""
+    m, c = settings.final_slab_mult, settings.init_slab_mult
+    changed = bonds(slab, m, settings.skin) & ~bonds(reference, c, settings.skin)
+    return bool(changed.any() or (bonds(reference, m, settings.skin) & ~bonds(slab, c, settings.skin)).any())
 
 
 def _check_inputs(initial: Atoms, final: Atoms, tags: np.ndarray) -> None:

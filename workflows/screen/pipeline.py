@@ -31,7 +31,7 @@ from workflows.relax import relax_batch
 from workflows.relax.result import RelaxResult
 from workflows.relax.single import relax
 
-from .anomaly import FAILED, detect_anomalies
+from .anomaly import FAILED, detect_anomalies, surface_changed
 from .models import ScreenModel
 from .placement import make_placements
 from .references import OC20_REFERENCES, adsorbate_reference, check_references, gas_energy, molecule_references
@@ -135,7 +135,7 @@ def ground_truth(system: ScreenSystem, reference: Labeller, store: ScreenStore,
 
 
 def _placement_meta(system: ScreenSystem, settings: ScreenSettings) -> dict:
-    return {"system": system.name, "heuristic": settings.heuristic, "num_random": settings.num_random,
+    return {"system": system.name, "geometry": system.fingerprint, "heuristic": settings.heuristic, "num_random": settings.num_random,
             "seed": settings.seed}
 
 
@@ -219,8 +219,7 @@ def _ml_slab(system: ScreenSystem, model: ScreenModel, store: ScreenStore, setti
         else:
             result = _relax_with(system.slab, model.calculator(), settings.fmax, settings.max_steps,
                                  settings.optimizer, settings.optimizer_kwargs)
-        if result.error is not None or not np.isfinite(result.energies[-1]):
-            raise ValueError(f"the model fails on the clean slab ({result.error or result.energies[-1]})")
+        _check_slab_relaxation(system, result, "model", settings)
         store.add("ml_slab", result.atoms, steps=result.steps)
     return store.row("ml_slab").toatoms()
 
@@ -281,14 +280,24 @@ def _relax_keys(cid: str, result: RelaxResult, anomalies: list[str]) -> dict:
             "anomalies": ",".join(anomalies), "error": result.error}
 
 
+def _check_slab_relaxation(system: ScreenSystem, result: RelaxResult, who: str, settings: ScreenSettings) -> None:
+    """``ValueError`` when the ``who`` (model or reference) fails on the clean slab, or its relaxation
+    changes the slab's bonding (:func:`.anomaly.surface_changed`): every adsorption energy would be
+    measured against a broken surface."""
+    if result.error is not None or not np.isfinite(result.energies[-1]):
+        raise ValueError(f"the {who} fails on the clean slab ({result.error or result.energies[-1]})")
+    if surface_changed(system.slab, result.atoms, settings.anomaly):
+        raise ValueError(f"the {who}'s relaxation of the clean slab changes its bonding (the surface "
+                         f"reconstructs or comes apart: is the bulk's lattice constant the {who}'s?)")
+
+
 def _reference_slab(system: ScreenSystem, calculator: BaseCalculator, store: ScreenStore,
                     settings: ScreenSettings) -> Atoms:
     """The clean slab relaxed with the reference (stored on the first call); ``ValueError`` when the
     reference fails on it."""
     if store.row("ref_slab") is None:
         result = _relax_with(system.slab, calculator, settings.verify_fmax, settings.verify_steps, "LBFGS", {})
-        if result.error is not None or not np.isfinite(result.energies[-1]):
-            raise ValueError(f"the reference fails on the clean slab ({result.error})")
+        _check_slab_relaxation(system, result, "reference", settings)
         store.add("ref_slab", result.atoms, ionic_steps=result.steps + 1)
     return store.row("ref_slab").toatoms()
 

@@ -38,10 +38,13 @@ def energy_note(energy_kind: str, settings: ScreenSettings) -> str:
     if energy_kind == "adsorption":
         return "adsorption energies predicted by the model, used as they are"
     scheme = settings.gas_references
-    gas = {"elements": "per-element gas references from H2, H2O, CO, N2 (OC20's scheme)",
-           "molecule": "the adsorbate's own gas molecule (an isolated atom for a one-atom adsorbate)",
-           "oc20": "OC20's RPBE per-element values (meaningful for DFT-RPBE-scale energies only)"}.get(
-        scheme, f"per-element values given ({scheme}; meaningful only on the scale of the model's energies)")
+    if isinstance(scheme, dict):
+        given = ", ".join(f"{element} {energy:g} eV" for element, energy in scheme.items())
+        gas = f"the per-element values given ({given}; meaningful only on the scale of the energies)"
+    else:
+        gas = {"elements": "per-element gas references from H2, H2O, CO, N2 (OC20's scheme)",
+               "molecule": "the adsorbate's own gas molecule (an isolated atom for a one-atom adsorbate)",
+               "oc20": "OC20's RPBE per-element values (meaningful for DFT-RPBE-scale energies only)"}[scheme]
     source = "the reference calculator" if settings.gas_source == "reference" and settings.verify != "none" \
         else "the model"
     note = f"total energies minus the ML-relaxed clean slab's and {gas}"

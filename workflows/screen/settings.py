@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 from ase import Atoms
+from ase.constraints import FixAtoms
 
 from potentials.base import check_number
 
@@ -31,6 +34,21 @@ class ScreenSystem:
     def slug(self) -> str:
         """``name`` as a file name: ``'Pd-111-CO'``."""
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", self.name).strip("-")
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the geometry screened: the slab's elements, positions (to 1e-5 Å), cell, tags
+        and fixed atoms, the adsorbate's elements and positions and its binding atoms. Two systems
+        with one name but another geometry (a slab file edited in place, a strained bulk, another
+        ``--binding``) have different fingerprints."""
+        fixed = [c.index for c in self.slab.constraints if isinstance(c, FixAtoms)]
+        parts = (self.slab.numbers, np.round(self.slab.positions, 5), np.round(self.slab.cell[:], 5),
+                 self.slab.get_tags(), *fixed, self.adsorbate.atoms.numbers,
+                 np.round(self.adsorbate.atoms.positions, 5), np.array(self.adsorbate.binding_indices))
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update(np.ascontiguousarray(part, dtype=float).tobytes() + b"|")
+        return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
