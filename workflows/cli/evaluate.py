@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 
 from .arguments import positive_int
+from .screen import add_screen_arguments, check_systems, run_screens, settings_from
 
 #: the least valid fraction of a system's ground-truth relaxations for the "stable" rates
 STABLE = 0.5
-from .screen import add_screen_arguments, check_systems, run_screens, settings_from
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -61,7 +61,8 @@ def add_screen_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random surface sites per system, without duplicates (AdsorbML: 100) (default: %(default)s)")
     parser.add_argument("--no-heuristic", action="store_true",
                         help="skip the symmetry-unique on-top, bridge and hollow sites (pymatgen's AdsorbateSiteFinder)")
-    parser.add_argument("--seed", type=non_negative_int("seed"), default=0, help="seed of the random sites and orientations (default: 0)")
+    parser.add_argument("--seed", type=non_negative_int("seed"), default=0,
+                        help="seed of the random sites and orientations (default: 0)")
     parser.add_argument("--fmax", type=positive_float("eV/Å"), default=0.02, metavar="EV_PER_A",
                         help="ML relaxation threshold on the largest force on a free atom, eV/Å (default: %(default)s)")
     parser.add_argument("--steps", type=positive_int("steps"), default=300, metavar="N",

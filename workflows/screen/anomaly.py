@@ -133,7 +133,8 @@ def detect_anomalies(initial: Atoms, final: Atoms, clean_slab: Atoms | None = No
         found.add("dissociated")
     if not final_bonds[settings.desorption_mult][np.ix_(adsorbate, slab)].any():
         found.add("desorbed")
-    if surface_changed(clean_slab, final[np.flatnonzero(slab)], settings):
+    clean_bonds = {mult: bonds(clean_slab, mult, settings.skin) for mult in (m, c)}
+    if _bonding_changed(clean_bonds, {mult: final_bonds[mult][np.ix_(slab, slab)] for mult in (m, c)}, m, c):
         found.add("surface_changed")
     if settings.intercalation and final_bonds[m][np.ix_(adsorbate, tags == SUBSURFACE_TAG)].any():
         found.add("intercalated")
@@ -146,8 +147,13 @@ def surface_changed(reference: Atoms, slab: Atoms, settings: AnomalySettings = A
     c = ``settings.init_slab_mult``, or a bond of ``reference`` at mult m absent from ``slab`` at mult c
     (fairchem's ``DetectTrajAnomaly.has_surface_changed``; bonds as in :func:`bonds`)."""
     m, c = settings.final_slab_mult, settings.init_slab_mult
-    changed = bonds(slab, m, settings.skin) & ~bonds(reference, c, settings.skin)
-    return bool(changed.any() or (bonds(reference, m, settings.skin) & ~bonds(slab, c, settings.skin)).any())
+    return _bonding_changed({mult: bonds(reference, mult, settings.skin) for mult in (m, c)},
+                            {mult: bonds(slab, mult, settings.skin) for mult in (m, c)}, m, c)
+
+
+def _bonding_changed(reference: dict[float, np.ndarray], slab: dict[float, np.ndarray], m: float, c: float) -> bool:
+    """:func:`surface_changed` from the bond matrices of both, keyed by multiplier."""
+    return bool((slab[m] & ~reference[c]).any() or (reference[m] & ~slab[c]).any())
 
 
 def _check_inputs(initial: Atoms, final: Atoms, tags: np.ndarray) -> None:

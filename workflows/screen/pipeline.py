@@ -135,8 +135,8 @@ def ground_truth(system: ScreenSystem, reference: Labeller, store: ScreenStore,
 
 
 def _placement_meta(system: ScreenSystem, settings: ScreenSettings) -> dict:
-    return {"system": system.name, "geometry": system.fingerprint, "heuristic": settings.heuristic, "num_random": settings.num_random,
-            "seed": settings.seed}
+    return {"system": system.name, "geometry": system.fingerprint, "heuristic": settings.heuristic,
+            "num_random": settings.num_random, "seed": settings.seed}
 
 
 def _gas_meta(settings: ScreenSettings) -> object:
@@ -294,7 +294,7 @@ def _check_slab_relaxation(system: ScreenSystem, result: RelaxResult, who: str, 
 def _reference_slab(system: ScreenSystem, calculator: BaseCalculator, store: ScreenStore,
                     settings: ScreenSettings) -> Atoms:
     """The clean slab relaxed with the reference (stored on the first call); ``ValueError`` when the
-    reference fails on it."""
+    reference fails on it or its relaxation changes the slab's bonding."""
     if store.row("ref_slab") is None:
         result = _relax_with(system.slab, calculator, settings.verify_fmax, settings.verify_steps, "LBFGS", {})
         _check_slab_relaxation(system, result, "reference", settings)
