@@ -1,8 +1,13 @@
-"""The screening benchmark: out-of-distribution systems, their cached ground truth, and the evaluation.
+"""The screening benchmarks: out-of-distribution systems and their cached ground truth.
 
-The systems are those of the shipped potentials' ``test_ood`` split (:mod:`workflows.data.plan`):
-every adsorbate-bulk pair held out of training on the 111 and 100 facets, and adsorbates on the
-held-out 211 facet, on the same slabs the data set builds (:func:`workflows.data.slabs.make_slab`).
+Both benchmarks hold systems of the shipped potentials' ``test_ood`` split (:mod:`workflows.data.plan`)
+on the same slabs the data set builds (:func:`workflows.data.slabs.make_slab`):
+
+- ``ood`` (48 systems): every adsorbate-bulk pair held out of training on the 111 and 100 facets, and
+  30 chosen adsorbates on the held-out 211 facet;
+- ``confirm`` (48 systems): other adsorbate-bulk pairs on the 211 facet, drawn at random from the
+  data catalogue, so that a result found on ``ood`` can be confirmed on systems nobody chose.
+
 Files: ``<out>/ground_truth/<slug>.db`` (the reference's relaxation of every placement, reused by
 every model) and ``<out>/<model>/<slug>.db`` (each model's screen).
 """
@@ -11,16 +16,20 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
-from workflows.data.labellers import Labeller
+from workflows.data.adsorbates import ADSORBATES, adsorbate_elements
+from workflows.data.bulks import BULKS, bulk_elements
+from workflows.data.labellers import Labeller, emt_elements
 from workflows.data.plan import OOD_FACET, OOD_PAIRS
 from workflows.data.slabs import make_slab
 
 from .adsorbates import library_adsorbate
-from .pipeline import ground_truth
+from .cluster import ground_truth_systems
 from .settings import ScreenSettings, ScreenSystem
 from .store import ScreenStore
 
@@ -33,32 +42,58 @@ _ON_211: tuple[tuple[str, str], ...] = (
 )
 
 
+#: the seed of the ``confirm`` benchmark's draw (fixed before any model was screened on it)
+CONFIRM_SEED = 2026
+
+
 def ood_systems() -> list[ScreenSystem]:
-    """The benchmark's systems (48): 30 adsorbate-metal pairs on the held-out 211 facet, then the 9
-    held-out pairs on 111 and 100."""
+    """The ``ood`` benchmark's systems (48): 30 adsorbate-metal pairs on the held-out 211 facet, then
+    the 9 held-out pairs on 111 and 100."""
     pairs = [(bulk, OOD_FACET, adsorbate) for bulk, adsorbate in _ON_211]
     pairs += [(bulk, facet, adsorbate) for bulk, adsorbate in sorted(OOD_PAIRS) for facet in ("111", "100")]
-    return [ScreenSystem(f"{bulk}/{facet}/{adsorbate}", make_slab(bulk, facet), library_adsorbate(adsorbate))
-            for bulk, facet, adsorbate in pairs]
+    return [_system(*pair) for pair in pairs]
+
+
+def confirmation_systems(count: int = 48, seed: int = CONFIRM_SEED) -> list[ScreenSystem]:
+    """The ``confirm`` benchmark's systems: ``count`` adsorbate-bulk pairs on the held-out 211 facet,
+    drawn without replacement (``numpy`` generator seeded by ``seed``) from the data catalogue's
+    bulks and adsorbates that EMT covers, leaving out the ``ood`` benchmark's pairs.
+
+    Raises:
+        ValueError: ``count`` < 1 or more than the pairs there are.
+    """
+    ood = set(_ON_211)
+    pairs = [(bulk, adsorbate) for bulk in BULKS for adsorbate in ADSORBATES
+             if bulk_elements(bulk) | adsorbate_elements(adsorbate) <= emt_elements() and (bulk, adsorbate) not in ood]
+    if not 1 <= count <= len(pairs):
+        raise ValueError(f"the confirm benchmark draws 1 to {len(pairs)} systems, got {count}")
+    drawn = np.random.default_rng(seed).permutation(len(pairs))[:count]
+    return [_system(pairs[k][0], OOD_FACET, pairs[k][1]) for k in drawn]
+
+
+#: the benchmarks by name
+BENCHMARKS: dict[str, Callable[[], list[ScreenSystem]]] = {"ood": ood_systems, "confirm": confirmation_systems}
+
+
+def _system(bulk: str, facet: str, adsorbate: str) -> ScreenSystem:
+    return ScreenSystem(f"{bulk}/{facet}/{adsorbate}", make_slab(bulk, facet), library_adsorbate(adsorbate))
 
 
 def build_ground_truth(systems: list[ScreenSystem], reference: Labeller, out: str | os.PathLike,
-                       settings: ScreenSettings, progress: bool = True) -> dict[str, str]:
-    """Relax every placement of every system with ``reference`` into ``<out>/ground_truth/``,
-    resuming what is there (a finished system costs nothing).
+                       settings: ScreenSettings, *, workers: int = 2, scheduler: str | None = None,
+                       progress: bool = True) -> dict[str, str]:
+    """Relax every placement of every system with ``reference`` into ``<out>/ground_truth/``, one
+    Dask task per system (``workers``, ``scheduler``: as :func:`.cluster.screen_systems`), resuming
+    what is there (a finished system costs nothing).
 
     Returns:
         The systems whose ground truth could not be made, by name, with why (one line each); the
         others are done.
     """
-    failed = {}
-    with tqdm(desc="ground truth (configurations)", disable=not progress, unit="config") as bar:
-        for system in systems:
-            try:
-                ground_truth(system, reference, truth_store(out, system), settings, progress=bar.update)
-            except ValueError as err:
-                failed[system.name] = str(err)
-    return failed
+    with tqdm(total=len(systems), desc="ground truth (systems)", disable=not progress, unit="system") as bar:
+        outcomes = ground_truth_systems(systems, reference, [truth_store(out, s).path for s in systems], settings,
+                                        workers=workers, scheduler=scheduler, on_outcome=lambda _: bar.update())
+    return {o.system.name: o.error for o in outcomes if o.error}
 
 
 def truth_store(out: str | os.PathLike, system: ScreenSystem) -> ScreenStore:

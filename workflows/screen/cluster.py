@@ -1,4 +1,5 @@
-"""Many systems screened on Dask distributed: one task per system, the model loaded once per worker.
+"""Many systems screened (or their ground truth computed) on Dask distributed: one task per system,
+the model loaded once per worker.
 
 By default a local cluster of worker processes (one thread each) runs on this machine; give the
 address of a running scheduler to use any other cluster, such as one from dask-jobqueue on SLURM or
@@ -21,7 +22,7 @@ import torch
 from workflows.data.labellers import Labeller
 
 from .models import load_screen_model
-from .pipeline import Timer, screen_system
+from .pipeline import Timer, ground_truth, screen_system
 from .result import SystemResult
 from .settings import ScreenSettings, ScreenSystem
 from .store import ScreenStore
@@ -65,14 +66,29 @@ def screen_systems(systems: Sequence[ScreenSystem], model: str, reference: Label
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     arguments = [(system, model, reference, str(out / f"{system.slug}.db"), settings) for system in systems]
-    if workers == 0 and scheduler is None:
-        outcomes = []
-        for args in arguments:
-            outcomes.append(screen_task(*args))
-            if on_outcome is not None:
-                on_outcome(outcomes[-1])
-        return outcomes
-    return _on_dask(arguments, workers, scheduler, gpu, on_outcome)
+    return _per_system(screen_task, arguments, workers, scheduler, gpu, on_outcome)
+
+
+def ground_truth_systems(systems: Sequence[ScreenSystem], reference: Labeller, paths: Sequence[str | os.PathLike],
+                         settings: ScreenSettings = ScreenSettings(), *, workers: int = 2,
+                         scheduler: str | None = None,
+                         on_outcome: Callable[[SystemOutcome], None] | None = None) -> list[SystemOutcome]:
+    """The ground truth of every system (:func:`.pipeline.ground_truth`: the reference relaxes every
+    placement) into the store at the matching path of ``paths``, one Dask task each, resuming what
+    the stores hold. Outcomes in the order of ``systems``: ``error`` set where a system failed,
+    ``result`` always None. ``workers`` and ``scheduler`` as in :func:`screen_systems`.
+
+    Raises:
+        ValueError: ``workers`` < 0; ``paths`` not one per system.
+    """
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    if len(paths) != len(systems):
+        raise ValueError(f"{len(systems)} systems but {len(paths)} store paths")
+    for path in paths:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    arguments = [(system, reference, str(path), settings) for system, path in zip(systems, paths)]
+    return _per_system(ground_truth_task, arguments, workers, scheduler, False, on_outcome)
 
 
 def screen_task(system: ScreenSystem, model: str, reference: Labeller | None, path: str,
@@ -84,14 +100,43 @@ def screen_task(system: ScreenSystem, model: str, reference: Labeller | None, pa
         loaded = load_screen_model(model, settings.device, settings.dtype)
         result = screen_system(system, loaded, reference, ScreenStore(path), settings, Timer())
     except Exception as err:  # one system's failure of any kind must not stop the others
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return SystemOutcome(system, error=f"{system.name}: {message}")
+        return _failed(system, err)
     return SystemOutcome(system, result=result)
 
 
-def _on_dask(arguments: list[tuple], workers: int, scheduler: str | None, gpu: bool,
-             on_outcome: Callable[[SystemOutcome], None] | None) -> list[SystemOutcome]:
-    """Submit one task per system to a local cluster (or ``scheduler``) and gather the outcomes."""
+def ground_truth_task(system: ScreenSystem, reference: Labeller, path: str, settings: ScreenSettings
+                      ) -> SystemOutcome:
+    """One system's ground truth, run where it lands; never raises, as :func:`screen_task`."""
+    try:
+        ground_truth(system, reference, ScreenStore(path), settings)
+    except Exception as err:  # one system's failure of any kind must not stop the others
+        return _failed(system, err)
+    return SystemOutcome(system)
+
+
+def _failed(system: ScreenSystem, err: Exception) -> SystemOutcome:
+    """The outcome of a system that raised ``err``: the first line of its message."""
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return SystemOutcome(system, error=f"{system.name}: {message}")
+
+
+def _per_system(task: Callable[..., SystemOutcome], arguments: list[tuple], workers: int, scheduler: str | None,
+                gpu: bool, on_outcome: Callable[[SystemOutcome], None] | None) -> list[SystemOutcome]:
+    """``task(*args)`` for each of ``arguments`` (the system first): in this process one after
+    another when ``workers`` is 0 and no scheduler is given, else on Dask."""
+    if workers == 0 and scheduler is None:
+        outcomes = []
+        for args in arguments:
+            outcomes.append(task(*args))
+            if on_outcome is not None:
+                on_outcome(outcomes[-1])
+        return outcomes
+    return _on_dask(task, arguments, workers, scheduler, gpu, on_outcome)
+
+
+def _on_dask(task: Callable[..., SystemOutcome], arguments: list[tuple], workers: int, scheduler: str | None,
+             gpu: bool, on_outcome: Callable[[SystemOutcome], None] | None) -> list[SystemOutcome]:
+    """Submit one ``task`` per system to a local cluster (or ``scheduler``) and gather the outcomes."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     if scheduler is None:
@@ -102,7 +147,7 @@ def _on_dask(arguments: list[tuple], workers: int, scheduler: str | None, gpu: b
     else:
         cluster, client = None, Client(scheduler)
     try:
-        futures = {client.submit(screen_task, *args, key=f"screen-{args[0].slug}", pure=False,
+        futures = {client.submit(task, *args, key=f"{task.__name__}-{args[0].slug}", pure=False,
                                  resources={"GPU": 1} if gpu else None): k for k, args in enumerate(arguments)}
         outcomes: list[SystemOutcome | None] = [None] * len(arguments)
         for future in as_completed(futures):

@@ -114,6 +114,13 @@ def truth_energies(truth: ScreenStore) -> dict[str, float]:
             for row in truth.rows("ground_truth")}
 
 
+def truth_valid(truth: ScreenStore) -> float:
+    """The fraction of the ground-truth relaxations in ``truth`` that are valid (the adsorbate stays
+    intact and bound under the reference); 0 when there are none."""
+    energies = truth_energies(truth)
+    return sum(math.isfinite(e) for e in energies.values()) / len(energies) if energies else 0.0
+
+
 @dataclass(frozen=True)
 class Summary:
     """The benchmark's rates over the systems with a ground truth: success@k for k = 1..min(5, top_k),
