@@ -284,11 +284,44 @@ def test_cli_screen_and_evaluate_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Pt/111/O" in printed and (out / "report.csv").exists() and (out / "Pt-111-O_best.png").exists()
     bench = tmp_path / "bench"
-    assert main(["evaluate", "--systems", "1", "--model", "sake-emt-oc", "--dtype", "float64", "--num-random", "1",
-                 "--fmax", "0.05", "--steps", "80", "--workers", "0", "--out", str(bench)]) == 0
+    assert main(["evaluate", "--systems", "2", "--benchmark", "confirm", "--min-truth-valid", "0.5", "--model",
+                 "sake-emt-oc", "--dtype", "float64", "--num-random", "1", "--no-heuristic", "--fmax", "0.05",
+                 "--steps", "80", "--workers", "0", "--out", str(bench)]) == 0
     printed = capsys.readouterr().out
     assert "success (%)" in printed and (bench / "sake-emt-oc" / "success.png").exists()
     assert np.isfinite(float(printed.split("ML-only success")[1].split(":")[1].split("%")[0]))
+    # N2 leaves Pt3Ni(211) under EMT: its ground truth has no valid relaxation, so the model never sees it
+    assert "left out before the screen: Pt3Ni/211/N2 (0%)" in printed
+    assert (bench / "ground_truth" / "Pt3Ni-211-N2.db").exists() and (bench / "sake-emt-oc" / "Pd-211-N.db").exists()
+    assert not (bench / "sake-emt-oc" / "Pt3Ni-211-N2.db").exists()
+
+
+def test_confirm_benchmark_is_a_fixed_draw_apart_from_ood():
+    """The confirmation benchmark is the pre-registered draw: reproducible, 48 distinct pairs on the
+    held-out 211 facet, none of them in the ood benchmark, all made of elements EMT covers."""
+    from workflows.data.adsorbates import adsorbate_elements
+    from workflows.data.bulks import bulk_elements
+    from workflows.data.labellers import emt_elements
+    from workflows.screen.benchmark import confirmation_systems, ood_systems
+
+    confirm = confirmation_systems()
+    assert confirm == confirmation_systems() == confirmation_systems(157)[:48] and len(set(confirm)) == 48
+    assert confirm[:3] == [("Pt3Ni", "211", "N2"), ("Pd", "211", "N"), ("Ag", "211", "N2")]
+    assert not set(confirm) & set(ood_systems()) and {facet for _, facet, _ in confirm} == {"211"}
+    assert all(bulk_elements(b) | adsorbate_elements(a) <= emt_elements() for b, _, a in confirm)
+    with pytest.raises(ValueError, match="has 1 to 157 systems, 0 asked for"):
+        confirmation_systems(0)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--systems", "1000"], "the ood benchmark has 1 to 48 systems, 1000 asked for"),
+    (["--benchmark", "confirm", "--systems", "158"], "the confirm benchmark has 1 to 157 systems, 158 asked for"),
+    (["--min-truth-valid", "1.5"], "--min-truth-valid is a fraction"),
+    (["--benchmark", "other"], "invalid choice: 'other'"),
+])
+def test_cli_evaluate_bad_input_is_one_line(tmp_path, capsys, arguments, message):
+    line = cli_error_line(["evaluate", *arguments, "--model", "sake-emt-oc", "--out", str(tmp_path / "out")], capsys)
+    assert message in line
 
 
 def test_cli_screen_with_gas_references_given_per_element(tmp_path, capsys):

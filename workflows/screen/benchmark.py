@@ -5,8 +5,9 @@ on the same slabs the data set builds (:func:`workflows.data.slabs.make_slab`):
 
 - ``ood`` (48 systems): every adsorbate-bulk pair held out of training on the 111 and 100 facets, and
   30 chosen adsorbates on the held-out 211 facet;
-- ``confirm`` (48 systems): other adsorbate-bulk pairs on the 211 facet, drawn at random from the
-  data catalogue, so that a result found on ``ood`` can be confirmed on systems nobody chose.
+- ``confirm`` (48 systems by default, up to 157): other adsorbate-bulk pairs on the 211 facet, in
+  an order drawn at random from the data catalogue, so that a result found on ``ood`` can be
+  confirmed on systems nobody chose.
 
 Files: ``<out>/ground_truth/<slug>.db`` (the reference's relaxation of every placement, reused by
 every model) and ``<out>/<model>/<slug>.db`` (each model's screen).
@@ -46,37 +47,60 @@ _ON_211: tuple[tuple[str, str], ...] = (
 CONFIRM_SEED = 2026
 
 
-def ood_systems() -> list[ScreenSystem]:
-    """The ``ood`` benchmark's systems (48): 30 adsorbate-metal pairs on the held-out 211 facet, then
-    the 9 held-out pairs on 111 and 100."""
-    pairs = [(bulk, OOD_FACET, adsorbate) for bulk, adsorbate in _ON_211]
-    pairs += [(bulk, facet, adsorbate) for bulk, adsorbate in sorted(OOD_PAIRS) for facet in ("111", "100")]
-    return [_system(*pair) for pair in pairs]
-
-
-def confirmation_systems(count: int = 48, seed: int = CONFIRM_SEED) -> list[ScreenSystem]:
-    """The ``confirm`` benchmark's systems: ``count`` adsorbate-bulk pairs on the held-out 211 facet,
-    drawn without replacement (``numpy`` generator seeded by ``seed``) from the data catalogue's
-    bulks and adsorbates that EMT covers, leaving out the ``ood`` benchmark's pairs.
+def ood_systems(count: int | None = None) -> list[tuple[str, str, str]]:
+    """The first ``count`` (default: all 48) of the ``ood`` benchmark's systems as (bulk, facet,
+    adsorbate): 30 adsorbate-metal pairs on the held-out 211 facet, then the 9 held-out pairs on 111
+    and 100.
 
     Raises:
-        ValueError: ``count`` < 1 or more than the pairs there are.
+        ValueError: ``count`` < 1 or over 48.
+    """
+    systems = [(bulk, OOD_FACET, adsorbate) for bulk, adsorbate in _ON_211] + [
+        (bulk, facet, adsorbate) for bulk, adsorbate in sorted(OOD_PAIRS) for facet in ("111", "100")]
+    return systems[:_checked_count("ood", count, len(systems))]
+
+
+def confirmation_systems(count: int = 48, seed: int = CONFIRM_SEED) -> list[tuple[str, str, str]]:
+    """The ``confirm`` benchmark's systems as (bulk, facet, adsorbate): the first ``count`` of the
+    adsorbate-bulk pairs on the held-out 211 facet, in a random order (``numpy`` generator seeded
+    by ``seed``), from the data catalogue's bulks and adsorbates that EMT covers, leaving out the
+    ``ood`` benchmark's pairs. A larger ``count`` extends a smaller one's list.
+
+    Raises:
+        ValueError: ``count`` < 1 or more than the pairs there are (157).
     """
     ood = set(_ON_211)
     pairs = [(bulk, adsorbate) for bulk in BULKS for adsorbate in ADSORBATES
              if bulk_elements(bulk) | adsorbate_elements(adsorbate) <= emt_elements() and (bulk, adsorbate) not in ood]
-    if not 1 <= count <= len(pairs):
-        raise ValueError(f"the confirm benchmark draws 1 to {len(pairs)} systems, got {count}")
-    drawn = np.random.default_rng(seed).permutation(len(pairs))[:count]
-    return [_system(pairs[k][0], OOD_FACET, pairs[k][1]) for k in drawn]
+    drawn = np.random.default_rng(seed).permutation(len(pairs))[:_checked_count("confirm", count, len(pairs))]
+    return [(pairs[k][0], OOD_FACET, pairs[k][1]) for k in drawn]
 
 
-#: the benchmarks by name
-BENCHMARKS: dict[str, Callable[[], list[ScreenSystem]]] = {"ood": ood_systems, "confirm": confirmation_systems}
+def _checked_count(name: str, count: int | None, available: int) -> int:
+    """``count``, or ``available`` for None; ``ValueError`` outside 1..``available``."""
+    if count is None:
+        return available
+    if not 1 <= count <= available:
+        raise ValueError(f"the {name} benchmark has 1 to {available} systems, {count} asked for")
+    return count
 
 
-def _system(bulk: str, facet: str, adsorbate: str) -> ScreenSystem:
-    return ScreenSystem(f"{bulk}/{facet}/{adsorbate}", make_slab(bulk, facet), library_adsorbate(adsorbate))
+#: the benchmarks by name: the first ``count`` systems as (bulk, facet, adsorbate)
+BENCHMARKS: dict[str, Callable[..., list[tuple[str, str, str]]]] = {"ood": ood_systems, "confirm": confirmation_systems}
+
+
+def benchmark_systems(name: str, count: int | None = None) -> list[ScreenSystem]:
+    """The first ``count`` systems of the benchmark ``name`` (a key of :data:`BENCHMARKS`; default:
+    its 48), with their slabs cut and adsorbates built.
+
+    Raises:
+        ValueError: an unknown benchmark, or a ``count`` it cannot give.
+    """
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; there are: {', '.join(BENCHMARKS)}")
+    systems = BENCHMARKS[name]() if count is None else BENCHMARKS[name](count)
+    return [ScreenSystem(f"{bulk}/{facet}/{adsorbate}", make_slab(bulk, facet), library_adsorbate(adsorbate))
+            for bulk, facet, adsorbate in systems]
 
 
 def build_ground_truth(systems: list[ScreenSystem], reference: Labeller, out: str | os.PathLike,
