@@ -70,6 +70,17 @@ def existing_file(text: str) -> str:
     return text
 
 
+def atom_indices(text: str) -> list[int]:
+    """Comma-separated atom indices counted from 0 (``0`` or ``0,1``)."""
+    try:
+        indices = [int(part) for part in text.split(",")]
+    except ValueError:
+        indices = []
+    if not indices or min(indices) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated atom indices such as 0 or 0,1, got {text!r}")
+    return indices
+
+
 def device(text: str) -> str:
     """``'auto'``, ``'cpu'``, ``'cuda'`` or ``'cuda:N'``, as the calculator takes it
     (:func:`equicalc.models.resolve_device`: also refuses a CUDA device this machine lacks)."""

@@ -9,13 +9,15 @@ import re
 
 from ase.data import chemical_symbols
 
-from .arguments import add_model_arguments, existing_file, non_negative_int, positive_float, positive_int
+from .arguments import (add_model_arguments, atom_indices, existing_file, non_negative_int, positive_float,
+                        positive_int)
 
 DEFAULT_MODEL = "eqv2-emt-oc"
 
 
 def miller_index(text: str) -> tuple[int, int, int]:
-    """``--miller``: three digits (``111``, ``211``) or three comma-separated integers (``1,-1,0``)."""
+    """``--miller``: three digits (``111``, ``211``) or three comma-separated integers (``1,-1,0``), divided
+    by their greatest common divisor (``2,2,2`` is the surface ``111``, and the system is named ``.../111``)."""
     parts = text.split(",") if "," in text else list(text) if re.fullmatch(r"\d{3}", text) else None
     try:
         index = tuple(int(p) for p in parts) if parts else ()
@@ -24,7 +26,8 @@ def miller_index(text: str) -> tuple[int, int, int]:
     if len(index) != 3:
         raise argparse.ArgumentTypeError(f"must be three digits such as 111 or three comma-separated integers "
                                          f"such as 1,-1,0, got {text!r}")
-    return index
+    divisor = math.gcd(*index) or 1  # (0, 0, 0) is left for cut_slab to refuse
+    return tuple(h // divisor for h in index)
 
 
 def gas_references(text: str) -> str | dict[str, float]:
@@ -56,7 +59,9 @@ def add_screen_arguments(parser: argparse.ArgumentParser) -> None:
                              "'module:Name' (any ASE calculator class or factory, e.g. 'ase.calculators.vasp:Vasp'), "
                              "or 'none' (default: %(default)s)")
     parser.add_argument("--reference-kwargs", default=None, metavar="JSON",
-                        help="keyword arguments of the reference calculator, as a JSON object")
+                        help="keyword arguments of the reference calculator, as a JSON object; keys the "
+                             "calculator is known not to take are refused (those of a calculator that takes any "
+                             "**kwargs, as VASP, are passed on)")
     parser.add_argument("--num-random", type=non_negative_int("placements"), default=20, metavar="N",
                         help="random surface sites per system, without duplicates (AdsorbML: 100) (default: %(default)s)")
     parser.add_argument("--no-heuristic", action="store_true",
@@ -79,7 +84,8 @@ def add_screen_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--energy", choices=("auto", "total", "adsorption"), default="auto",
                         help="what the model predicts: total energies (referenced to the relaxed clean slab and gas "
                              "references) or adsorption energies (OC20 checkpoints); auto: adsorption for fairchem "
-                             "checkpoints (default: auto)")
+                             "checkpoints; total or adsorption is refused for a model known to predict the other "
+                             "(the shipped models: total) (default: auto)")
     parser.add_argument("--gas-references", type=gas_references, default="elements", metavar="SCHEME",
                         help="the gas-phase reference of total-energy models: 'elements' (OC20's per-element scheme, "
                              "from H2, H2O, CO, N2 relaxed with the calculator: *H against 1/2 H2, *O against "
@@ -117,7 +123,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                           help="built-in bulks (Cu, Pd, Pt3Ni, ...: see 'equicalc screen --list') or bulk files "
                                "(CIF, POSCAR, extxyz)")
     surfaces.add_argument("--miller", nargs="+", type=miller_index, default=[], metavar="HKL",
-                          help="Miller indices of the slabs cut from each bulk: 111, 100, 211 or 1,-1,0")
+                          help="Miller indices of the slabs cut from each bulk: 111, 100, 211 or 1,-1,0 (multiples "
+                               "are reduced: 2,2,2 is 111)")
     surfaces.add_argument("--termination", type=non_negative_int("termination"), default=0, metavar="N",
                           help="which of the slab's terminations (pymatgen's order) (default: 0)")
     surfaces.add_argument("--slab", nargs="+", default=[], type=existing_file, metavar="FILE",
@@ -128,7 +135,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                             help="built-in adsorbates (*CO, OH, ...: see --list)")
     adsorbates.add_argument("--adsorbate-file", type=existing_file, metavar="FILE",
                             help="a molecule file (xyz, extxyz, ...) to place, with --binding")
-    adsorbates.add_argument("--binding", type=lambda t: [int(i) for i in t.split(",")], metavar="I[,J]",
+    adsorbates.add_argument("--binding", type=atom_indices, metavar="I[,J]",
                             help="the binding atoms of --adsorbate-file, counted from 0 (one, or two for bidentate)")
     parser.add_argument("--list", action="store_true", help="list the built-in bulks and adsorbates and exit")
     parser.add_argument("--out", default="screen-out", metavar="DIR",
@@ -147,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     output_folder(args.out)
     outcomes = run_screens(systems, args, settings, check_systems(systems, args, settings))
-    write_report(outcomes, args.out, settings)
+    write_report(outcomes, args.out, settings, energy_unchecked=energy_unchecked(args, settings))
     return 0 if all(o.result is not None for o in outcomes) else 1
 
 
@@ -229,6 +236,9 @@ def reference_from(args: argparse.Namespace):
     from ..data.labellers import resolve_labeller
 
     if args.reference == "none":
+        if args.reference_kwargs is not None:
+            raise ValueError("--reference-kwargs given with --reference none: there is no reference calculator "
+                             "to pass them to")
         return None
     try:
         return resolve_labeller(args.reference, args.reference_kwargs)
@@ -238,12 +248,14 @@ def reference_from(args: argparse.Namespace):
 
 
 def check_systems(systems: list, args: argparse.Namespace, settings):
-    """Load the model and the reference and check every system's elements against them before any
-    work; returns the reference's recipe. ``ValueError`` naming the system and what it lacks."""
-    from ..screen.models import load_screen_model
+    """Load the model and the reference, check ``--energy`` against what the model is known to
+    predict and every system's elements against both, before any work; returns the reference's
+    recipe. ``ValueError`` naming the system and what it lacks, or the contradiction."""
+    from ..screen.models import energy_kind, load_screen_model
     from ..screen.pipeline import check_system
 
     model = load_screen_model(args.model, settings.device, settings.dtype)  # a bad model fails here, in one line
+    energy_kind(model, settings.energy)
     reference = reference_from(args)
     for system in systems:
         try:
@@ -251,6 +263,14 @@ def check_systems(systems: list, args: argparse.Namespace, settings):
         except ValueError as err:
             raise ValueError(f"{system.name}: {err}") from None
     return reference
+
+
+def energy_unchecked(args: argparse.Namespace, settings) -> bool:
+    """Whether the model does not say what its energies are (total or adsorption), so that the
+    screen takes them for what ``--energy`` (or its default) says."""
+    from ..screen.models import load_screen_model
+
+    return load_screen_model(args.model, settings.device, settings.dtype).known_energy is None
 
 
 def run_screens(systems: list, args: argparse.Namespace, settings, reference, folder: str | None = None) -> list:

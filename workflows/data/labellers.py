@@ -9,17 +9,22 @@ processes:
   dependency (``pip install sevenn``);
 - ``"module:Name"``: any ASE calculator class or factory function ``Name`` in the importable
   ``module``, called with the keyword arguments given (e.g. ``"ase.calculators.emt:EMT"``).
+
+Keyword arguments the calculator is known not to take are refused (:func:`accepted_keywords`);
+where it cannot tell (a ``**kwargs`` signature and no ``default_parameters``, as VASP's), they
+are passed on as they are.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ase.calculators.calculator import BaseCalculator
+from ase.calculators.calculator import BaseCalculator, Calculator
 from ase.data import atomic_numbers
 
 
@@ -62,7 +67,8 @@ def resolve_labeller(name: str, kwargs: dict[str, Any] | str | None = None) -> L
     """The :class:`Labeller` called ``name``, with ``kwargs`` (a dict or a JSON object text).
 
     The calculator is built once here, so that a bad name, a missing optional package or bad
-    keyword arguments raise ``ValueError`` now rather than in a worker process.
+    keyword arguments raise ``ValueError`` now rather than in a worker process; keyword arguments
+    the calculator is known not to take (:func:`accepted_keywords`) are refused by name.
     """
     if isinstance(kwargs, str):
         try:
@@ -72,6 +78,7 @@ def resolve_labeller(name: str, kwargs: dict[str, Any] | str | None = None) -> L
     kwargs = {} if kwargs is None else kwargs
     if not isinstance(kwargs, dict):
         raise ValueError(f"labeller keyword arguments must be a JSON object, got {kwargs!r}")
+    _check_keywords(name, kwargs)
     elements = emt_elements() if name == "emt" else None
     labeller = Labeller(name, dict(kwargs), elements)
     labeller.calculator()
@@ -90,6 +97,45 @@ def check_elements(labeller: Labeller, elements: Iterable[str]) -> frozenset[str
         raise ValueError(f"labeller {labeller.name!r} has no parameters for {', '.join(missing)} "
                          f"(it covers {', '.join(sorted(labeller.elements))})")
     return elements
+
+
+def accepted_keywords(factory: Any) -> frozenset[str] | None:
+    """The keyword arguments the calculator class or function ``factory`` takes, or None when it
+    cannot tell.
+
+    A signature without ``**kwargs`` names them all. An ASE :class:`Calculator` subclass with
+    ``default_parameters`` takes those, and the named arguments of the ``__init__`` of every class
+    it derives from (``**kwargs`` travel up to :class:`Calculator`: ``label``, ``directory``, ...).
+    Any other ``**kwargs`` signature (VASP's: it takes many, listed nowhere) cannot tell.
+    """
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin or an object without a readable signature
+        return None
+    named = _named_parameters(parameters)
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return named
+    if not (isinstance(factory, type) and issubclass(factory, Calculator) and factory.default_parameters):
+        return None
+    inherited = (_named_parameters(inspect.signature(cls.__init__).parameters.values()) - {"self"}
+                 for cls in factory.__mro__ if issubclass(cls, Calculator) and "__init__" in vars(cls))
+    return named.union(factory.default_parameters, *inherited)
+
+
+def _named_parameters(parameters: Iterable[inspect.Parameter]) -> frozenset[str]:
+    """The names of ``parameters`` that can be given by keyword."""
+    return frozenset(p.name for p in parameters
+                     if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
+
+
+def _check_keywords(name: str, kwargs: dict[str, Any]) -> None:
+    """``ValueError`` naming the keyword arguments the labeller ``name`` is known not to take, with
+    those it takes; nothing when it cannot tell. Raises the ``ValueError`` of :func:`_factory` too."""
+    accepted = accepted_keywords(_factory(name))
+    unknown = sorted(set(kwargs) - accepted) if accepted is not None else []
+    if unknown:
+        raise ValueError(f"labeller {name!r} does not accept the keyword arguments {', '.join(unknown)} "
+                         f"(it accepts {', '.join(sorted(accepted)) or 'none'})")
 
 
 def _factory(name: str):

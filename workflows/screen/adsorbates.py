@@ -17,10 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
+from scipy.sparse.csgraph import connected_components
 
 from workflows.data.adsorbates import ADSORBATES, make_adsorbate
 
-from .surfaces import read_file
+from .anomaly import AnomalySettings, bonds
+from .surfaces import read_file, refuse_coinciding_atoms
 
 _SP3 = 1.09 * np.array([-1.0 / 3.0, np.sqrt(7.0) / 3.0, 1.0 / 3.0])  # C-H 1.09 Å, tetrahedral to C-C and C-surface
 
@@ -52,8 +54,9 @@ class Adsorbate:
     one is turned so its binding atoms lie along the surface in any case). ``binding_indices``
     are one (monodentate) or two (bidentate) distinct indices into ``atoms``.
 
-    Raises ``ValueError`` for an empty molecule, no binding atom, more than two, an index out of
-    range or a repeated one.
+    Raises ``ValueError`` for an empty molecule, atoms that coincide (closer than 0.5 Å), atoms that
+    are not one molecule (:func:`refuse_fragments`), no binding atom, more than two, an index out
+    of range or a repeated one.
     """
 
     name: str
@@ -67,6 +70,11 @@ class Adsorbate:
         n_atoms = len(self.atoms)
         if n_atoms == 0:
             raise ValueError(f"adsorbate {self.name!r} has no atoms")
+        try:
+            refuse_coinciding_atoms(self.atoms)
+            refuse_fragments(self.atoms)
+        except ValueError as error:
+            raise ValueError(f"adsorbate {self.name!r}: {error}") from None
         if not indices:
             raise ValueError(f"adsorbate {self.name!r} has no binding atom: give its binding indices")
         if len(indices) > 2:
@@ -78,6 +86,23 @@ class Adsorbate:
             if not 0 <= index < n_atoms:
                 raise ValueError(f"binding index {index} of adsorbate {self.name!r} is out of range "
                                  f"for its {n_atoms} atoms (0..{n_atoms - 1})")
+
+
+def refuse_fragments(molecule: Atoms) -> None:
+    """Raise ``ValueError`` naming the parts (atom indices and formula of each) when the atoms of
+    ``molecule`` are not one connected molecule, bonds being those of the anomaly detector's
+    dissociation test (:func:`workflows.screen.anomaly.bonds` at the default
+    :class:`~workflows.screen.anomaly.AnomalySettings`: ASE's ``natural_cutoffs`` x 1.0 plus 0.3 Å
+    skin per atom): such an adsorbate would count as dissociated, or land in pieces on the surface."""
+    settings = AnomalySettings()
+    count, part = connected_components(bonds(molecule, settings.final_slab_mult, settings.skin), directed=False)
+    if count == 1:
+        return
+    members = [np.flatnonzero(part == k) for k in range(count)]
+    parts = "; ".join(f"atoms {', '.join(map(str, atoms))} ({molecule[atoms].get_chemical_formula()})"
+                      for atoms in members)
+    raise ValueError(f"its atoms are not one molecule but {count} unbonded parts (ASE natural_cutoffs "
+                     f"connectivity, as the anomaly detector's): {parts}")
 
 
 def library_adsorbate(name: str) -> Adsorbate:
@@ -104,14 +129,20 @@ def read_adsorbate(path: str | os.PathLike, binding_indices: Sequence[int], name
     at the origin, the second on +x and the centroid of the others above the binding axis (as
     the library's). Cell and periodicity are dropped. ``name`` defaults to the chemical formula.
 
-    Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for an unreadable one and for
-    the bad binding indices listed in :class:`Adsorbate`.
+    Raises ``FileNotFoundError`` for a missing file, ``ValueError`` naming the file for an unreadable
+    one, one without atoms, and the bad molecules and binding indices listed in :class:`Adsorbate`.
     """
+    source = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"adsorbate file {os.fspath(path)!r} does not exist")
+        raise FileNotFoundError(f"adsorbate file {source!r} does not exist")
     atoms = read_file(path, "a molecule")
+    if len(atoms) == 0:
+        raise ValueError(f"adsorbate file {source!r} holds no atoms")
     molecule = Atoms(atoms.numbers, positions=atoms.positions)
-    adsorbate = Adsorbate(name or molecule.get_chemical_formula(), molecule, tuple(binding_indices))
+    try:
+        adsorbate = Adsorbate(name or molecule.get_chemical_formula(), molecule, tuple(binding_indices))
+    except ValueError as error:
+        raise ValueError(f"adsorbate file {source!r}: {error}") from None
     return Adsorbate(adsorbate.name, adsorption_frame(molecule, adsorbate.binding_indices), adsorbate.binding_indices)
 
 

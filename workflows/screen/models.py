@@ -4,6 +4,10 @@ A model is named by a string, so that Dask workers can load it themselves, once 
 a shipped name (``eqv2-emt-oc``), a checkpoint path (ours or an official fairchem 1.x EquiformerV2
 OC20 checkpoint), or a calculator recipe of :mod:`workflows.data.labellers` (``emt``, ``sevenn``,
 ``module:Name``).
+
+What the model's energy is, a total energy or an adsorption energy, is known for the OC20 fairchem
+checkpoints (adsorption), the shipped named models and the ``emt`` and ``sevenn`` calculators
+(total); :func:`energy_kind` refuses an ``--energy`` that contradicts it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from ase.data import chemical_symbols
 
 from equicalc import EquiCalculator
 from equicalc.models import prepare_model, resolve_device, resolve_dtype
-from potentials import CheckpointError, Potential, load_potential
+from potentials import CheckpointError, Potential, available_models, load_potential
 from workflows.data.labellers import Labeller, resolve_labeller
 
 _LOADED: dict[tuple[str, str, str], ScreenModel] = {}
@@ -37,15 +41,40 @@ class ScreenModel:
         return self.labeller.elements
 
     @property
-    def predicts_adsorption(self) -> bool:
-        """Whether the model's energy is an adsorption energy (the OC20 fairchem checkpoints')."""
-        return self.potential is not None and self.potential.metadata.get("format") == "fairchem-1.x"
+    def known_energy(self) -> str | None:
+        """What the model's energy is known to be: ``'adsorption'`` (an OC20 fairchem checkpoint,
+        from its metadata), ``'total'`` (a shipped named model, trained on a calculator's energies,
+        or the ``emt`` and ``sevenn`` calculators), or None (a checkpoint file of ours, which may
+        have been trained on either, or a ``module:Name`` calculator: it does not say)."""
+        if self.potential is not None:
+            if self.potential.metadata.get("format") == "fairchem-1.x":
+                return "adsorption"
+            return "total" if self.label in available_models() else None
+        return "total" if self.labeller.name in ("emt", "sevenn") else None
 
     def calculator(self) -> BaseCalculator:
         """An ASE calculator of the model (a new one for a labeller)."""
         if self.potential is not None:
             return EquiCalculator(self.potential, device=self.potential.device, dtype=self.potential.dtype)
         return self.labeller.calculator()
+
+
+def energy_kind(model: ScreenModel, requested: str) -> str:
+    """What the screen takes the model's energies for: ``requested`` (``'total'`` or ``'adsorption'``,
+    the user's ``--energy``) or, for ``'auto'``, ``'adsorption'`` for a model known to predict
+    adsorption energies and ``'total'`` otherwise.
+
+    Raises:
+        ValueError: ``requested`` contradicts what the model is known to predict
+            (:attr:`ScreenModel.known_energy`).
+    """
+    known = model.known_energy
+    if requested == "auto":
+        return known or "total"
+    if known is not None and known != requested:
+        raise ValueError(f"--energy {requested}: model {model.label!r} predicts {known} energies "
+                         f"(use --energy auto or {known})")
+    return requested
 
 
 def load_screen_model(spec: str, device: str = "auto", dtype: str = "float32") -> ScreenModel:

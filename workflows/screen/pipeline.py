@@ -33,6 +33,7 @@ from workflows.relax.single import relax
 
 from .anomaly import FAILED, detect_anomalies, surface_changed
 from .models import ScreenModel
+from .models import energy_kind as energy_kind_of
 from .placement import make_placements
 from .references import OC20_REFERENCES, adsorbate_reference, check_references, gas_energy, molecule_references
 from .result import SystemResult, system_result
@@ -78,7 +79,7 @@ def screen_system(system: ScreenSystem, model: ScreenModel, reference: Labeller 
             exception, a reference error) is recorded and never stops the others.
     """
     timer = timer or Timer()
-    energy_kind = _energy_kind(model, settings)
+    energy_kind = energy_kind_of(model, settings.energy)
     reference = reference if settings.verify != "none" else None
     check_system(system, model, reference)
     _check_gas_elements(system, settings)
@@ -152,12 +153,6 @@ def _screen_meta(system: ScreenSystem, model: ScreenModel, reference: Labeller |
             "optimizer_kwargs": dict(settings.optimizer_kwargs), "reference": reference.key if reference else None,
             "verify": settings.verify, "verify_fmax": settings.verify_fmax, "verify_steps": settings.verify_steps,
             "gas": _gas_meta(settings), "gas_source": settings.gas_source, "anomaly": asdict(settings.anomaly)}
-
-
-def _energy_kind(model: ScreenModel, settings: ScreenSettings) -> str:
-    if settings.energy != "auto":
-        return settings.energy
-    return "adsorption" if model.predicts_adsorption else "total"
 
 
 def check_system(system: ScreenSystem, model: ScreenModel | None, reference: Labeller | None) -> None:

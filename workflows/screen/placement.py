@@ -5,9 +5,11 @@ Sites:
 
 - *heuristic*: pymatgen's ``AdsorbateSiteFinder`` symmetry-unique ontop, bridge and hollow sites,
   one placement each (a "bridge" with more than two nearest surface atoms, pymatgen's label for
-  the 4-fold hollow of a square lattice, is called a hollow). The surface atoms are handed to it (not its 0.9 Å height window, which on
-  a stepped surface keeps only the step edge): the tag-1 atoms with fewer neighbours than the
-  most coordinated (bulk-like) atom of the slab, i.e. the atoms facing the vacuum.
+  the 4-fold hollow of a square lattice, is called a hollow). The surface atoms are handed to it
+  (not its 0.9 Å height window, which on a stepped surface keeps only the step edge): the tag-1
+  atoms in the slab's upper half with fewer neighbours than the most coordinated (bulk-like) atom
+  of the slab, i.e. the atoms facing the vacuum above, where the adsorbate goes (not those of the
+  bottom face when every atom is tagged 1).
 - *random*: points drawn uniformly (triangles weighted by area, uniform barycentric weights) on
   the Delaunay triangles of the surface atoms of the slab and its eight in-plane images, kept when
   inside the central cell and at least :data:`DEDUP_DISTANCE` from every earlier site (periodic in
@@ -41,7 +43,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from scipy.spatial import Delaunay
 
 from workflows.data.adsorbates import clearance, contact_height
-from workflows.data.slabs import ADSORBATE_TAG, SUBSURFACE_TAG, SURFACE_TAG
+from workflows.data.slabs import ADSORBATE_TAG, SUBSURFACE_TAG, SURFACE_TAG, tag_and_fix
 
 from .adsorbates import Adsorbate, adsorption_frame
 from .surfaces import SLAB_PBC, prepare_slab
@@ -108,17 +110,28 @@ def make_placements(slab: Atoms, adsorbate: Adsorbate, *, heuristic: bool = True
 
 
 def _surface_atoms(slab: Atoms) -> np.ndarray:
-    """Indices of the surface atoms: tag 1 and fewer neighbours (within 1.25 x the sum of covalent
-    radii) than the slab's most coordinated atom; when all tag-1 atoms are as coordinated (a thin
-    slab), the tag-1 atoms within 0.9 Å of the highest (pymatgen's rule)."""
+    """Indices of the surface atoms facing the vacuum above: tag 1, in the upper half
+    (:func:`_upper_half`) and with fewer neighbours (within 1.25 x the sum of covalent radii) than the
+    slab's most coordinated atom; when all those are as coordinated (a thin slab), the ones within
+    0.9 Å of the highest (pymatgen's rule). ``ValueError`` when no tag-1 atom is in the upper half."""
     first, second = neighbor_list("ij", slab, natural_cutoffs(slab, mult=_NEIGHBOUR_MULTIPLIER))
     coordination = np.bincount(first, minlength=len(slab))
-    tagged = slab.get_tags() == SURFACE_TAG
+    tagged = (slab.get_tags() == SURFACE_TAG) & _upper_half(slab)
+    if not tagged.any():
+        raise ValueError(f"no surface atom (tag {SURFACE_TAG}) lies in the slab's upper half, where the adsorbate "
+                         f"goes: tag the top layers {SURFACE_TAG}, or give the slab untagged")
     surface = np.flatnonzero(tagged & (coordination < coordination.max()))
     if len(surface) == 0:
         z = slab.positions[:, 2]
         surface = np.flatnonzero(tagged & (z > z[tagged].max() - 0.9))
     return surface
+
+
+def _upper_half(slab: Atoms) -> np.ndarray:
+    """Mask of the atoms of ``slab`` above its mid-height, which :func:`workflows.data.slabs.tag_and_fix`
+    tags as surface; every atom when the slab is a single plane."""
+    upper = tag_and_fix(slab.copy()).get_tags() == SURFACE_TAG
+    return upper if upper.any() else np.ones(len(slab), dtype=bool)
 
 
 def _heuristic_sites(slab: Atoms, surface: np.ndarray, symm_reduce: float) -> list[tuple[str, np.ndarray]]:

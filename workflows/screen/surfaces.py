@@ -19,14 +19,25 @@ from ase.constraints import FixAtoms
 from ase.geometry import minkowski_reduce
 from ase.io import read
 from ase.io.formats import UnknownFileTypeError
+from ase.neighborlist import neighbor_list
 from pymatgen.core.surface import SlabGenerator
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from workflows.data.bulks import BULKS, conventional_cell
+from workflows.data.frames import MIN_DISTANCE
 from workflows.data.slabs import ADSORBATE_TAG, SUBSURFACE_TAG, SURFACE_TAG, VACUUM, tag_and_fix
 
 SLAB_PBC = (True, True, False)
+#: Å: the least vacuum gap along the normal a slab file may have. Cut slabs have 2 x VACUUM = 12 Å; below
+#: 6 Å the gap is no wider than the tallest adsorbates standing on the surface (up to ~5 Å from the
+#: binding atom's slab neighbours to the top H), a periodic reference calculator (DFT) sees the slab's
+#: bottom face through it, and a bulk cell (its gap is one interlayer spacing, ~2 Å) is no slab at all.
+MIN_SLAB_VACUUM = 6.0
+#: Å: the shortest in-plane period a slab file may have. Cut slabs are tiled to at least 8 Å; a 1x1
+#: surface cell of a metal (2.5-3.0 Å) puts the adsorbate at full coverage, within van der Waals contact
+#: of its own periodic images (O...O 3.0 Å). 4.5 Å still accepts the common 2x2 cells (4.98 Å for Ni(111)).
+MIN_SLAB_PERIOD = 4.5
 
 
 def read_file(path: str | os.PathLike, what: str) -> Atoms:
@@ -36,6 +47,38 @@ def read_file(path: str | os.PathLike, what: str) -> Atoms:
         return read(path)
     except (UnknownFileTypeError, ValueError, KeyError, IndexError, StopIteration) as error:
         raise ValueError(f"cannot read {what} from {os.fspath(path)!r}: {error}") from error
+
+
+def refuse_coinciding_atoms(atoms: Atoms) -> None:
+    """Raise ``ValueError`` naming the first two atoms of ``atoms`` (indices, symbols; or an atom and a
+    periodic image of another, along the periodic axes of ``atoms.pbc``) closer than
+    :data:`workflows.data.frames.MIN_DISTANCE` (0.5 Å), a broken geometry no calculator can relax."""
+    first, second, distance, shift = neighbor_list("ijdS", atoms, MIN_DISTANCE)
+    if len(first) == 0:
+        return
+    i, j = sorted((int(first[0]), int(second[0])))
+    image = f" through a periodic image (cell shift {tuple(shift[0].tolist())})" if shift[0].any() else ""
+    raise ValueError(f"atoms {i} ({atoms[i].symbol}) and {j} ({atoms[j].symbol}) coincide{image}: "
+                     f"{distance[0]:.3g} Å apart, closer than {MIN_DISTANCE} Å")
+
+
+def refuse_unfit_cell(slab: Atoms) -> None:
+    """Raise ``ValueError`` with the measured value when the slab ``slab`` (cell c along z) has a
+    vacuum gap along z (c's length minus the atoms' z extent) under :data:`MIN_SLAB_VACUUM` Å (a bulk
+    cell, a slab periodic in z without a gap or wrapped across the cell's top and bottom), or a
+    shortest in-plane lattice vector under :data:`MIN_SLAB_PERIOD` Å (the adsorbate would touch its
+    own periodic images)."""
+    height = float(np.linalg.norm(slab.cell[2]))
+    extent = float(np.ptp(slab.positions[:, 2]))
+    if height - extent < MIN_SLAB_VACUUM:
+        raise ValueError(f"the slab has a vacuum gap along z of {height - extent:.3g} Å (cell height {height:.3g} Å, "
+                         f"atoms spanning {extent:.3g} Å), under the {MIN_SLAB_VACUUM} Å needed: is it a bulk "
+                         "cell or a slab periodic in z? Give a slab centred in its cell with vacuum above and below")
+    period = float(np.linalg.norm(minkowski_reduce(slab.cell, pbc=SLAB_PBC)[0][:2], axis=1).min())
+    if period < MIN_SLAB_PERIOD:
+        raise ValueError(f"the slab repeats every {period:.3g} Å in-plane (its shortest in-plane lattice vector), "
+                         f"under the {MIN_SLAB_PERIOD} Å needed to keep the adsorbate off its own periodic images: "
+                         "repeat it in-plane (e.g. ase's atoms.repeat((3, 3, 1)))")
 
 
 def read_bulk(spec: str | os.PathLike | Atoms) -> Atoms:
@@ -109,8 +152,9 @@ def prepare_slab(slab: Atoms) -> Atoms:
     :func:`workflows.data.slabs.tag_and_fix` (upper half 1, lower half 0); so are ASE's layer numbers
     (tags 1..n from ``ase.build.fcc111`` and the like, n > 2), which are replaced. Raises ``ValueError``
     for an empty slab, a cell whose a and b axes are not in the xy plane or whose c axis is not
-    along z, atoms already tagged 2 (an adsorbate) or any tag other than 0/1/2, and a slab left
-    with no surface atom (e.g. a single flat layer).
+    along z, atoms that coincide (:func:`refuse_coinciding_atoms`), too little vacuum or too short an
+    in-plane period (:func:`refuse_unfit_cell`), atoms already tagged 2 (an adsorbate) or any tag other
+    than 0/1/2, and a slab left with no surface atom (e.g. a single flat layer).
     """
     slab = slab.copy()
     if len(slab) == 0:
@@ -120,6 +164,9 @@ def prepare_slab(slab: Atoms) -> Atoms:
     if c_length < 1e-6 or np.linalg.norm(cell[2, :2]) > 1e-6 * c_length or np.any(np.abs(cell[:2, 2]) > 1e-6):
         raise ValueError("the slab's cell must have a and b in the xy plane and c along z (the surface normal); "
                          f"got cell {np.round(cell, 3).tolist()}")
+    slab.pbc = SLAB_PBC
+    refuse_coinciding_atoms(slab)
+    refuse_unfit_cell(slab)
     tags = slab.get_tags()
     if tags.min() >= 1 and tags.max() > SURFACE_TAG and set(np.unique(tags)) == set(range(1, tags.max() + 1)):
         tags = np.zeros(len(slab), dtype=int)  # ASE's surface builders number the layers 1..n from the top
@@ -131,7 +178,6 @@ def prepare_slab(slab: Atoms) -> Atoms:
     if unknown:
         raise ValueError(f"the slab has tags {sorted(unknown)}; only {SUBSURFACE_TAG} (subsurface) and "
                          f"{SURFACE_TAG} (surface) are allowed")
-    slab.pbc = SLAB_PBC
     if np.any(tags == SURFACE_TAG):
         slab.set_constraint(FixAtoms(indices=np.flatnonzero(tags == SUBSURFACE_TAG)))
     else:
