@@ -3,6 +3,7 @@ failures that never lose the others, and a screen killed on a 2-worker Dask clus
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import signal
@@ -286,7 +287,7 @@ def test_cli_screen_and_evaluate_end_to_end(tmp_path, capsys):
     bench = tmp_path / "bench"
     assert main(["evaluate", "--systems", "2", "--benchmark", "confirm", "--min-truth-valid", "0.5", "--model",
                  "sake-emt-oc", "--dtype", "float64", "--num-random", "1", "--no-heuristic", "--fmax", "0.05",
-                 "--steps", "80", "--workers", "0", "--out", str(bench)]) == 0
+                 "--steps", "80", "--workers", "2", "--out", str(bench)]) == 0  # ground truth and screen on Dask
     printed = capsys.readouterr().out
     assert "success (%)" in printed and (bench / "sake-emt-oc" / "success.png").exists()
     assert np.isfinite(float(printed.split("ML-only success")[1].split(":")[1].split("%")[0]))
@@ -294,6 +295,26 @@ def test_cli_screen_and_evaluate_end_to_end(tmp_path, capsys):
     assert "left out before the screen: Pt3Ni/211/N2 (0%)" in printed
     assert (bench / "ground_truth" / "Pt3Ni-211-N2.db").exists() and (bench / "sake-emt-oc" / "Pd-211-N.db").exists()
     assert not (bench / "sake-emt-oc" / "Pt3Ni-211-N2.db").exists()
+
+
+def test_ground_truth_that_no_system_has_is_an_error(tmp_path):
+    """A reference that fails on every system stops the evaluation with its reason, not a table of nothing."""
+    from workflows.screen.benchmark import build_ground_truth
+
+    broken = resolve_labeller("tests.test_screen:failing_emt")
+    with pytest.raises(ValueError, match="no system has a ground truth: .*EMT is broken here"):
+        build_ground_truth([pt_o()], broken, tmp_path, FAST, workers=0, progress=False)
+
+
+class FailingEMT(EMT):
+    """EMT that fails on every structure."""
+
+    def calculate(self, *args, **kwargs):
+        raise RuntimeError("EMT is broken here")
+
+
+def failing_emt() -> EMT:
+    return FailingEMT()
 
 
 def test_confirm_benchmark_is_a_fixed_draw_apart_from_ood():
@@ -307,6 +328,8 @@ def test_confirm_benchmark_is_a_fixed_draw_apart_from_ood():
     confirm = confirmation_systems()
     assert confirm == confirmation_systems() == confirmation_systems(157)[:48] and len(set(confirm)) == 48
     assert confirm[:3] == [("Pt3Ni", "211", "N2"), ("Pd", "211", "N"), ("Ag", "211", "N2")]
+    # the whole order is pinned: a change to the catalogue must not reshuffle a benchmark with results
+    assert hashlib.sha256(repr(confirmation_systems(157)).encode()).hexdigest()[:16] == "076249880ecf8171"
     assert not set(confirm) & set(ood_systems()) and {facet for _, facet, _ in confirm} == {"211"}
     assert all(bulk_elements(b) | adsorbate_elements(a) <= emt_elements() for b, _, a in confirm)
     with pytest.raises(ValueError, match="has 1 to 157 systems, 0 asked for"):

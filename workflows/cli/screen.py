@@ -6,11 +6,15 @@ import argparse
 import itertools
 import math
 import re
+from typing import TYPE_CHECKING
 
 from ase.data import chemical_symbols
 
 from .arguments import (add_model_arguments, atom_indices, existing_file, non_negative_int, positive_float,
                         positive_int)
+
+if TYPE_CHECKING:
+    from ..screen.settings import ScreenSettings
 
 DEFAULT_MODEL = "eqv2-emt-oc"
 
@@ -186,7 +190,11 @@ def print_catalogue() -> int:
 
 
 def build_systems(args: argparse.Namespace) -> list:
-    """The systems of the command line: every surface with every adsorbate."""
+    """The systems of the command line: every surface with every adsorbate, in order, each name once.
+
+    A repeated system (``--bulk Pd Pd``, ``--miller 111 2,2,2``, ``--adsorbate CO *CO``: the same name and
+    geometry) is dropped, the first kept; ``ValueError`` for two systems of one name but different geometry
+    (two bulk files of one formula, ``--adsorbate CO`` with a CO ``--adsorbate-file``), before any model loads."""
     from ..screen.adsorbates import library_adsorbate, read_adsorbate
     from ..screen.settings import ScreenSystem
     from ..screen.surfaces import cut_slab, prepare_slab, read_bulk
@@ -201,11 +209,11 @@ def build_systems(args: argparse.Namespace) -> list:
     if (args.adsorbate_file is None) != (args.binding is None):
         raise ValueError("--adsorbate-file and --binding go together")
     surfaces = []
-    for bulk_spec, miller in itertools.product(args.bulk, args.miller):
+    for bulk_spec, miller in itertools.product(dict.fromkeys(args.bulk), dict.fromkeys(args.miller)):
         bulk = read_bulk(bulk_spec)
         label = bulk_spec if bulk_spec.isalnum() else bulk.get_chemical_formula()
         surfaces.append((f"{label}/{''.join(map(str, miller))}", cut_slab(bulk, miller, termination=args.termination)))
-    for path in args.slab:
+    for path in dict.fromkeys(args.slab):
         try:
             surfaces.append((path, prepare_slab(read_structure(path))))
         except ValueError as err:
@@ -213,8 +221,16 @@ def build_systems(args: argparse.Namespace) -> list:
     adsorbates = [library_adsorbate(name) for name in args.adsorbate]
     if args.adsorbate_file is not None:
         adsorbates.append(read_adsorbate(args.adsorbate_file, args.binding))
-    return [ScreenSystem(f"{name}/{adsorbate.name}", slab, adsorbate)
-            for name, slab in surfaces for adsorbate in adsorbates]
+    systems: dict[str, ScreenSystem] = {}
+    for name, slab in surfaces:
+        for adsorbate in adsorbates:
+            system = ScreenSystem(f"{name}/{adsorbate.name}", slab, adsorbate)
+            first = systems.setdefault(system.name, system)
+            if first is not system and first.fingerprint != system.fingerprint:
+                raise ValueError(f"two systems are named {system.name!r} but differ in geometry (two bulk files "
+                                 "of one formula, or a built-in adsorbate and an --adsorbate-file of one formula?): "
+                                 "screen them in separate runs, with separate --out folders")
+    return list(systems.values())
 
 
 def settings_from(args: argparse.Namespace):
@@ -265,7 +281,7 @@ def check_systems(systems: list, args: argparse.Namespace, settings):
     return reference
 
 
-def energy_unchecked(args: argparse.Namespace, settings) -> bool:
+def energy_unchecked(args: argparse.Namespace, settings: ScreenSettings) -> bool:
     """Whether the model does not say what its energies are (total or adsorption), so that the
     screen takes them for what ``--energy`` (or its default) says."""
     from ..screen.models import load_screen_model

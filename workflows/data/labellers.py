@@ -10,9 +10,10 @@ processes:
 - ``"module:Name"``: any ASE calculator class or factory function ``Name`` in the importable
   ``module``, called with the keyword arguments given (e.g. ``"ase.calculators.emt:EMT"``).
 
-Keyword arguments the calculator is known not to take are refused (:func:`accepted_keywords`);
-where it cannot tell (a ``**kwargs`` signature and no ``default_parameters``, as VASP's), they
-are passed on as they are.
+Keyword arguments a calculator's signature does not take are refused, and those missing from an
+ASE calculator's ``default_parameters`` are passed on with a warning (:func:`accepted_keywords`);
+where it cannot tell (a ``**kwargs`` signature and no ``default_parameters``, as VASP's), they are
+passed on as they are.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
+import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ase.calculators.calculator import BaseCalculator, Calculator
@@ -47,6 +50,12 @@ class Labeller:
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     elements: frozenset[str] | None = None
+    directory: str | None = field(default=None, compare=False, hash=False)
+
+    def in_directory(self, directory: str | os.PathLike) -> Labeller:
+        """This recipe with its calculators working in ``directory`` (unless ``kwargs`` name one), so
+        that file-based calculators (VASP, ...) of tasks running at once never share their files."""
+        return replace(self, directory=str(directory))
 
     @property
     def key(self) -> str:
@@ -57,10 +66,13 @@ class Labeller:
         """A new calculator; ``ValueError`` if it cannot be built (missing package, bad arguments)."""
         factory = _factory(self.name)
         try:
-            return factory(**self.kwargs)
+            calculator = factory(**self.kwargs)
         except TypeError as err:
             raise ValueError(f"labeller {self.name!r} does not accept the keyword arguments "
                              f"{self.kwargs}: {err}") from err
+        if self.directory is not None and "directory" not in self.kwargs and hasattr(calculator, "directory"):
+            calculator.directory = self.directory
+        return calculator
 
 
 def resolve_labeller(name: str, kwargs: dict[str, Any] | str | None = None) -> Labeller:
@@ -113,7 +125,7 @@ def accepted_keywords(factory: Any) -> frozenset[str] | None:
     except (TypeError, ValueError):  # a builtin or an object without a readable signature
         return None
     named = _named_parameters(parameters)
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+    if not _takes_any_keyword(factory):
         return named
     if not (isinstance(factory, type) and issubclass(factory, Calculator) and factory.default_parameters):
         return None
@@ -129,13 +141,25 @@ def _named_parameters(parameters: Iterable[inspect.Parameter]) -> frozenset[str]
 
 
 def _check_keywords(name: str, kwargs: dict[str, Any]) -> None:
-    """``ValueError`` naming the keyword arguments the labeller ``name`` is known not to take, with
-    those it takes; nothing when it cannot tell. Raises the ``ValueError`` of :func:`_factory` too."""
-    accepted = accepted_keywords(_factory(name))
+    """Check ``kwargs`` against :func:`accepted_keywords` of the labeller ``name``: ``ValueError``
+    naming those a signature without ``**kwargs`` does not take; a warning naming those missing
+    from a ``Calculator``'s ``default_parameters`` (some calculators, QChem's or Psi4's, use more
+    than they list: the keys are passed on). Raises the ``ValueError`` of :func:`_factory` too."""
+    factory = _factory(name)
+    accepted = accepted_keywords(factory)
     unknown = sorted(set(kwargs) - accepted) if accepted is not None else []
-    if unknown:
-        raise ValueError(f"labeller {name!r} does not accept the keyword arguments {', '.join(unknown)} "
-                         f"(it accepts {', '.join(sorted(accepted)) or 'none'})")
+    if not unknown:
+        return
+    message = (f"labeller {name!r} does not accept the keyword arguments {', '.join(unknown)} "
+               f"(it accepts {', '.join(sorted(accepted)) or 'none'})")
+    if not _takes_any_keyword(factory):
+        raise ValueError(message)
+    warnings.warn(f"{message}; passed on, as the calculator takes any keyword", stacklevel=3)
+
+
+def _takes_any_keyword(factory: Any) -> bool:
+    """Whether the signature of ``factory`` has ``**kwargs``."""
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
 
 
 def _factory(name: str):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
+from ase.neighborlist import NeighborList, natural_cutoffs
 from scipy.sparse.csgraph import connected_components
 
 from workflows.data.adsorbates import ADSORBATES, make_adsorbate
@@ -55,7 +56,7 @@ class Adsorbate:
     are one (monodentate) or two (bidentate) distinct indices into ``atoms``.
 
     Raises ``ValueError`` for an empty molecule, atoms that coincide (closer than 0.5 Å), atoms that
-    are not one molecule (:func:`refuse_fragments`), no binding atom, more than two, an index out
+    are not one molecule or bonded complex (:func:`refuse_fragments`), no binding atom, more than two, an index out
     of range or a repeated one.
     """
 
@@ -90,19 +91,61 @@ class Adsorbate:
 
 def refuse_fragments(molecule: Atoms) -> None:
     """Raise ``ValueError`` naming the parts (atom indices and formula of each) when the atoms of
-    ``molecule`` are not one connected molecule, bonds being those of the anomaly detector's
-    dissociation test (:func:`workflows.screen.anomaly.bonds` at the default
-    :class:`~workflows.screen.anomaly.AnomalySettings`: ASE's ``natural_cutoffs`` x 1.0 plus 0.3 Å
-    skin per atom): such an adsorbate would count as dissociated, or land in pieces on the surface."""
+    ``molecule`` (taken as they are, not periodic) are not one connected complex: a part far from the
+    rest is no adsorbate; placed with it, it would hang in the vacuum, or count as desorbed.
+
+    Bonds are generous here, those of the anomaly detector's desorption test (ASE's ``natural_cutoffs``
+    x :attr:`~workflows.screen.anomaly.AnomalySettings.desorption_mult` 1.5 plus its 0.3 Å skin per atom,
+    :func:`workflows.screen.anomaly.bonds`), so that hydrogen-bonded complexes (a water dimer's O-H...O,
+    1.9-2.0 Å) are one; the dissociation test compares the initial and final bonds, so a complex that
+    starts so is not flagged for it. ``molecule`` with a periodic cell: see :func:`unwrap_molecule`."""
     settings = AnomalySettings()
-    count, part = connected_components(bonds(molecule, settings.final_slab_mult, settings.skin), directed=False)
+    isolated = Atoms(molecule.numbers, positions=molecule.positions)
+    count, part = connected_components(bonds(isolated, settings.desorption_mult, settings.skin), directed=False)
     if count == 1:
         return
     members = [np.flatnonzero(part == k) for k in range(count)]
     parts = "; ".join(f"atoms {', '.join(map(str, atoms))} ({molecule[atoms].get_chemical_formula()})"
                       for atoms in members)
-    raise ValueError(f"its atoms are not one molecule but {count} unbonded parts (ASE natural_cutoffs "
-                     f"connectivity, as the anomaly detector's): {parts}")
+    raise ValueError(f"its atoms are not one molecule but {count} unbonded parts (ASE natural_cutoffs x "
+                     f"{settings.desorption_mult:g} + {settings.skin:g} Å skin, the anomaly detector's desorption "
+                     f"bonds): {parts}" + ("; its cell is periodic: is the molecule split across it? Unwrap it "
+                                           "(workflows.screen.adsorbates.unwrap_molecule)" if molecule.pbc.any() else ""))
+
+
+def unwrap_molecule(atoms: Atoms) -> Atoms:
+    """A non-periodic copy of ``atoms`` (read from a file with a periodic cell) with each bonded part
+    made whole: walking the bonds (those of :func:`refuse_fragments`, through the periodic images of
+    ``atoms.pbc``) from the lowest-index atom of the part, each atom is put at the image bonded to
+    the atom it was reached from. A molecule split across the file's cell comes out in one piece;
+    atoms without a periodic cell are only copied."""
+    molecule = Atoms(atoms.numbers, positions=atoms.positions)
+    pbc = np.asarray(atoms.pbc) & (atoms.cell.lengths() > 1e-6)
+    if not pbc.any():
+        return molecule
+    periodic = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=pbc)
+    settings = AnomalySettings()
+    neighbours = NeighborList(natural_cutoffs(periodic, mult=settings.desorption_mult), skin=settings.skin,
+                              self_interaction=False, bothways=True)
+    neighbours.update(periodic)
+    positions = atoms.positions.copy()
+    placed = np.zeros(len(atoms), dtype=bool)
+    for root in range(len(atoms)):
+        if placed[root]:
+            continue
+        placed[root] = True
+        queue = [root]
+        while queue:
+            i = queue.pop(0)
+            indices, offsets = neighbours.get_neighbors(i)
+            for j, offset in zip(indices, offsets):
+                if not placed[j]:
+                    bond = atoms.positions[j] + offset @ periodic.cell[:] - atoms.positions[i]
+                    positions[j] = positions[i] + bond
+                    placed[j] = True
+                    queue.append(j)
+    molecule.positions = positions
+    return molecule
 
 
 def library_adsorbate(name: str) -> Adsorbate:
@@ -127,7 +170,8 @@ def read_adsorbate(path: str | os.PathLike, binding_indices: Sequence[int], name
     The molecule is turned to stand on the surface: monodentate, the binding atom at the origin
     and the centroid of the other atoms straight above it (+z); bidentate, the first binding atom
     at the origin, the second on +x and the centroid of the others above the binding axis (as
-    the library's). Cell and periodicity are dropped. ``name`` defaults to the chemical formula.
+    the library's). Cell and periodicity are dropped, a molecule split across the file's periodic cell
+    first made whole (:func:`unwrap_molecule`). ``name`` defaults to the chemical formula.
 
     Raises ``FileNotFoundError`` for a missing file, ``ValueError`` naming the file for an unreadable
     one, one without atoms, and the bad molecules and binding indices listed in :class:`Adsorbate`.
@@ -138,7 +182,7 @@ def read_adsorbate(path: str | os.PathLike, binding_indices: Sequence[int], name
     atoms = read_file(path, "a molecule")
     if len(atoms) == 0:
         raise ValueError(f"adsorbate file {source!r} holds no atoms")
-    molecule = Atoms(atoms.numbers, positions=atoms.positions)
+    molecule = unwrap_molecule(atoms)  # drops the cell, with a molecule split across it made whole
     try:
         adsorbate = Adsorbate(name or molecule.get_chemical_formula(), molecule, tuple(binding_indices))
     except ValueError as error:

@@ -30,7 +30,7 @@ from workflows.data.plan import OOD_FACET, OOD_PAIRS
 from workflows.data.slabs import make_slab
 
 from .adsorbates import library_adsorbate
-from .cluster import ground_truth_systems
+from .cluster import SystemOutcome, ground_truth_systems
 from .settings import ScreenSettings, ScreenSystem
 from .store import ScreenStore
 
@@ -108,16 +108,28 @@ def build_ground_truth(systems: list[ScreenSystem], reference: Labeller, out: st
                        progress: bool = True) -> dict[str, str]:
     """Relax every placement of every system with ``reference`` into ``<out>/ground_truth/``, one
     Dask task per system (``workers``, ``scheduler``: as :func:`.cluster.screen_systems`), resuming
-    what is there (a finished system costs nothing).
+    what is there (a finished system costs nothing). A system that fails is printed as it does.
 
     Returns:
         The systems whose ground truth could not be made, by name, with why (one line each); the
         others are done.
+
+    Raises:
+        ValueError: no system's ground truth could be made (the first reason given).
     """
+    failed = {}
     with tqdm(total=len(systems), desc="ground truth (systems)", disable=not progress, unit="system") as bar:
-        outcomes = ground_truth_systems(systems, reference, [truth_store(out, s).path for s in systems], settings,
-                                        workers=workers, scheduler=scheduler, on_outcome=lambda _: bar.update())
-    return {o.system.name: o.error for o in outcomes if o.error}
+        def done(outcome: SystemOutcome) -> None:
+            bar.update()
+            if outcome.error:
+                failed[outcome.system.name] = outcome.error.removeprefix(f"{outcome.system.name}: ")
+                bar.write(f"no ground truth for {outcome.error}")
+
+        ground_truth_systems(systems, reference, [truth_store(out, s).path for s in systems], settings,
+                             workers=workers, scheduler=scheduler, on_outcome=done)
+    if systems and len(failed) == len(systems):
+        raise ValueError(f"no system has a ground truth: {next(iter(failed.items()))[1]}")
+    return failed
 
 
 def truth_store(out: str | os.PathLike, system: ScreenSystem) -> ScreenStore:

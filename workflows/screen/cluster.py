@@ -58,11 +58,7 @@ def screen_systems(systems: Sequence[ScreenSystem], model: str, reference: Label
     Raises:
         ValueError: two systems with one slug; ``workers`` < 0.
     """
-    slugs = [s.slug for s in systems]
-    if len(set(slugs)) != len(slugs):
-        raise ValueError(f"two systems share a name: {sorted({s for s in slugs if slugs.count(s) > 1})}")
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
+    _check_run(systems, workers)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     arguments = [(system, model, reference, str(out / f"{system.slug}.db"), settings) for system in systems]
@@ -79,16 +75,25 @@ def ground_truth_systems(systems: Sequence[ScreenSystem], reference: Labeller, p
     ``result`` always None. ``workers`` and ``scheduler`` as in :func:`screen_systems`.
 
     Raises:
-        ValueError: ``workers`` < 0; ``paths`` not one per system.
+        ValueError: two systems with one slug; ``workers`` < 0; ``paths`` not one per system.
     """
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
+    _check_run(systems, workers)
     if len(paths) != len(systems):
         raise ValueError(f"{len(systems)} systems but {len(paths)} store paths")
     for path in paths:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     arguments = [(system, reference, str(path), settings) for system, path in zip(systems, paths)]
     return _per_system(ground_truth_task, arguments, workers, scheduler, False, on_outcome)
+
+
+def _check_run(systems: Sequence[ScreenSystem], workers: int) -> None:
+    """``ValueError`` unless the systems' slugs differ (each has its own store and Dask task) and
+    ``workers`` >= 0."""
+    slugs = [s.slug for s in systems]
+    if len(set(slugs)) != len(slugs):
+        raise ValueError(f"two systems share a name: {sorted({s for s in slugs if slugs.count(s) > 1})}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
 
 
 def screen_task(system: ScreenSystem, model: str, reference: Labeller | None, path: str,

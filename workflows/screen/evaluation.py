@@ -80,7 +80,7 @@ def evaluate_system(name: str, result: SystemResult | None, screen: ScreenStore 
     energies = [e for e in truth_energies(truth).values() if math.isfinite(e)]
     truth_steps = sum(r.ionic_steps for r in rows)
     best = min(energies) if energies else math.nan
-    fraction = len(energies) / len(rows)
+    fraction = truth_valid(truth)
     if result is None:
         return SystemEvaluation(name, best, (), math.nan, truth_steps, (), fraction)
     _check_same_placements(name, screen, truth)

@@ -5,9 +5,10 @@ a shipped name (``eqv2-emt-oc``), a checkpoint path (ours or an official fairche
 OC20 checkpoint), or a calculator recipe of :mod:`workflows.data.labellers` (``emt``, ``sevenn``,
 ``module:Name``).
 
-What the model's energy is, a total energy or an adsorption energy, is known for the OC20 fairchem
-checkpoints (adsorption), the shipped named models and the ``emt`` and ``sevenn`` calculators
-(total); :func:`energy_kind` refuses an ``--energy`` that contradicts it.
+What the model's energy is, a total energy or an adsorption energy, is known for the shipped named
+models and the ``emt`` and ``sevenn`` calculators (total); :func:`energy_kind` refuses an
+``--energy`` that contradicts it. A fairchem checkpoint is taken for an OC20 one (adsorption
+energies) unless ``--energy total`` says otherwise.
 """
 
 from __future__ import annotations
@@ -42,15 +43,22 @@ class ScreenModel:
 
     @property
     def known_energy(self) -> str | None:
-        """What the model's energy is known to be: ``'adsorption'`` (an OC20 fairchem checkpoint,
-        from its metadata), ``'total'`` (a shipped named model, trained on a calculator's energies,
-        or the ``emt`` and ``sevenn`` calculators), or None (a checkpoint file of ours, which may
-        have been trained on either, or a ``module:Name`` calculator: it does not say)."""
+        """What the model's energy is known to be: ``'total'`` for a shipped named model (trained on
+        a calculator's energies) and the ``emt`` and ``sevenn`` calculators; None where the model does
+        not say (a checkpoint file, of ours or fairchem's: an OC20 checkpoint predicts adsorption
+        energies, an OC22 one total energies; a ``module:Name`` calculator)."""
         if self.potential is not None:
-            if self.potential.metadata.get("format") == "fairchem-1.x":
-                return "adsorption"
             return "total" if self.label in available_models() else None
         return "total" if self.labeller.name in ("emt", "sevenn") else None
+
+    @property
+    def default_energy(self) -> str:
+        """What ``--energy auto`` takes the model's energies for: what is known, else ``'adsorption'``
+        for a fairchem checkpoint (OC20's, from its metadata) and ``'total'`` for anything else."""
+        if self.known_energy is not None:
+            return self.known_energy
+        fairchem = self.potential is not None and self.potential.metadata.get("format") == "fairchem-1.x"
+        return "adsorption" if fairchem else "total"
 
     def calculator(self) -> BaseCalculator:
         """An ASE calculator of the model (a new one for a labeller)."""
@@ -61,8 +69,7 @@ class ScreenModel:
 
 def energy_kind(model: ScreenModel, requested: str) -> str:
     """What the screen takes the model's energies for: ``requested`` (``'total'`` or ``'adsorption'``,
-    the user's ``--energy``) or, for ``'auto'``, ``'adsorption'`` for a model known to predict
-    adsorption energies and ``'total'`` otherwise.
+    the user's ``--energy``) or, for ``'auto'``, :attr:`ScreenModel.default_energy`.
 
     Raises:
         ValueError: ``requested`` contradicts what the model is known to predict
@@ -70,7 +77,7 @@ def energy_kind(model: ScreenModel, requested: str) -> str:
     """
     known = model.known_energy
     if requested == "auto":
-        return known or "total"
+        return model.default_energy
     if known is not None and known != requested:
         raise ValueError(f"--energy {requested}: model {model.label!r} predicts {known} energies "
                          f"(use --energy auto or {known})")

@@ -32,8 +32,7 @@ from workflows.relax.result import RelaxResult
 from workflows.relax.single import relax
 
 from .anomaly import FAILED, detect_anomalies, surface_changed
-from .models import ScreenModel
-from .models import energy_kind as energy_kind_of
+from .models import ScreenModel, energy_kind as energy_kind_of
 from .placement import make_placements
 from .references import OC20_REFERENCES, adsorbate_reference, check_references, gas_energy, molecule_references
 from .result import SystemResult, system_result
@@ -80,7 +79,7 @@ def screen_system(system: ScreenSystem, model: ScreenModel, reference: Labeller 
     """
     timer = timer or Timer()
     energy_kind = energy_kind_of(model, settings.energy)
-    reference = reference if settings.verify != "none" else None
+    reference = reference.in_directory(_calculation_folder(store)) if settings.verify != "none" and reference else None
     check_system(system, model, reference)
     _check_gas_elements(system, settings)
     with store.lock():
@@ -106,7 +105,7 @@ def screen_system(system: ScreenSystem, model: ScreenModel, reference: Labeller 
 
 
 def ground_truth(system: ScreenSystem, reference: Labeller, store: ScreenStore,
-                 settings: ScreenSettings = ScreenSettings(), progress: Callable[[], None] | None = None) -> None:
+                 settings: ScreenSettings = ScreenSettings()) -> None:
     """Relax every placement of ``system`` with ``reference`` (LBFGS to ``verify_fmax``, at most
     ``verify_steps``), with anomaly detection against the reference's relaxed clean slab, into
     ``store`` (rows ``ground_truth``), resuming what is there.
@@ -116,6 +115,7 @@ def ground_truth(system: ScreenSystem, reference: Labeller, store: ScreenStore,
     """
     check_system(system, None, reference)
     _check_gas_elements(system, settings)
+    reference = reference.in_directory(_calculation_folder(store))
     with store.lock():
         store.claim({**_placement_meta(system, settings), "reference": reference.key,
                      "verify_fmax": settings.verify_fmax, "verify_steps": settings.verify_steps,
@@ -131,8 +131,12 @@ def ground_truth(system: ScreenSystem, reference: Labeller, store: ScreenStore,
             result = _relax_with(atoms, calculator, settings.verify_fmax, settings.verify_steps, "LBFGS", {})
             store.add("ground_truth", result.atoms, **_relax_keys(cid, result, _anomalies(atoms, result, slab, settings)),
                       ionic_steps=result.steps + 1)
-            if progress is not None:
-                progress()
+
+
+def _calculation_folder(store: ScreenStore) -> str:
+    """Where the reference of the system in ``store`` writes its files (file-based calculators):
+    ``<store>.calc/`` beside the store, one per system, so systems screened at once never share one."""
+    return f"{store.path}.calc"
 
 
 def _placement_meta(system: ScreenSystem, settings: ScreenSettings) -> dict:

@@ -7,9 +7,9 @@ Sites:
   one placement each (a "bridge" with more than two nearest surface atoms, pymatgen's label for
   the 4-fold hollow of a square lattice, is called a hollow). The surface atoms are handed to it
   (not its 0.9 Å height window, which on a stepped surface keeps only the step edge): the tag-1
-  atoms in the slab's upper half with fewer neighbours than the most coordinated (bulk-like) atom
-  of the slab, i.e. the atoms facing the vacuum above, where the adsorbate goes (not those of the
-  bottom face when every atom is tagged 1).
+  atoms (only those in the slab's upper half when every atom is tagged 1, so that the bottom face
+  gives none) with fewer neighbours than the most coordinated (bulk-like) atom of the slab, i.e. the
+  atoms facing the vacuum above, where the adsorbate goes.
 - *random*: points drawn uniformly (triangles weighted by area, uniform barycentric weights) on
   the Delaunay triangles of the surface atoms of the slab and its eight in-plane images, kept when
   inside the central cell and at least :data:`DEDUP_DISTANCE` from every earlier site (periodic in
@@ -110,16 +110,16 @@ def make_placements(slab: Atoms, adsorbate: Adsorbate, *, heuristic: bool = True
 
 
 def _surface_atoms(slab: Atoms) -> np.ndarray:
-    """Indices of the surface atoms facing the vacuum above: tag 1, in the upper half
-    (:func:`_upper_half`) and with fewer neighbours (within 1.25 x the sum of covalent radii) than the
-    slab's most coordinated atom; when all those are as coordinated (a thin slab), the ones within
-    0.9 Å of the highest (pymatgen's rule). ``ValueError`` when no tag-1 atom is in the upper half."""
+    """Indices of the surface atoms facing the vacuum above: tag 1 (and, when every atom of the slab is
+    tagged 1, in the upper half, :func:`_upper_half`, so that the bottom face gives none; tags the user
+    set otherwise are kept as they are, an adatom or a lower layer tagged 1 included) and with fewer
+    neighbours (within 1.25 x the sum of covalent radii) than the slab's most coordinated atom; when all
+    those are as coordinated (a thin slab), the ones within 0.9 Å of the highest (pymatgen's rule)."""
     first, second = neighbor_list("ij", slab, natural_cutoffs(slab, mult=_NEIGHBOUR_MULTIPLIER))
     coordination = np.bincount(first, minlength=len(slab))
-    tagged = (slab.get_tags() == SURFACE_TAG) & _upper_half(slab)
-    if not tagged.any():
-        raise ValueError(f"no surface atom (tag {SURFACE_TAG}) lies in the slab's upper half, where the adsorbate "
-                         f"goes: tag the top layers {SURFACE_TAG}, or give the slab untagged")
+    tagged = slab.get_tags() == SURFACE_TAG
+    if tagged.all():
+        tagged &= _upper_half(slab)
     surface = np.flatnonzero(tagged & (coordination < coordination.max()))
     if len(surface) == 0:
         z = slab.positions[:, 2]

@@ -103,8 +103,10 @@ def write_report(outcomes: Sequence[SystemOutcome], out: str | os.PathLike, sett
     print(f"table: {table}")
     if pictures:
         drawn = [path for outcome in outcomes if outcome.result is not None for path in _pictures(outcome, out)]
-        if drawn:
+        if 0 < len(drawn) <= 4:
             print(f"pictures: {', '.join(map(str, drawn))}")
+        elif drawn:  # a large screen: the folder and the first system's, not hundreds of paths
+            print(f"pictures: {len(drawn)} in {out}/, such as {drawn[0].name} and {drawn[1].name}")
     return table
 
 

@@ -29,15 +29,18 @@ from workflows.data.frames import MIN_DISTANCE
 from workflows.data.slabs import ADSORBATE_TAG, SUBSURFACE_TAG, SURFACE_TAG, VACUUM, tag_and_fix
 
 SLAB_PBC = (True, True, False)
-#: Å: the least vacuum gap along the normal a slab file may have. Cut slabs have 2 x VACUUM = 12 Å; below
-#: 6 Å the gap is no wider than the tallest adsorbates standing on the surface (up to ~5 Å from the
-#: binding atom's slab neighbours to the top H), a periodic reference calculator (DFT) sees the slab's
-#: bottom face through it, and a bulk cell (its gap is one interlayer spacing, ~2 Å) is no slab at all.
+#: Å: the least vacuum gap along the normal a slab file may have: the widest gap between the atoms' planes
+#: along c, taken periodically (a slab wrapped across the cell's top and bottom has its gap in the middle
+#: of the cell). Cut slabs have 2 x VACUUM = 12 Å; below 6 Å the gap is no wider than the tallest
+#: adsorbates standing on the surface (up to ~5 Å from the binding atom's slab neighbours to the top H),
+#: a periodic reference calculator (DFT) sees the slab's bottom face through it, and a bulk cell (its gap
+#: is one interlayer spacing, ~2 Å) is no slab at all.
 MIN_SLAB_VACUUM = 6.0
 #: Å: the shortest in-plane period a slab file may have. Cut slabs are tiled to at least 8 Å; a 1x1
-#: surface cell of a metal (2.5-3.0 Å) puts the adsorbate at full coverage, within van der Waals contact
-#: of its own periodic images (O...O 3.0 Å). 4.5 Å still accepts the common 2x2 cells (4.98 Å for Ni(111)).
-MIN_SLAB_PERIOD = 4.5
+#: surface cell of a metal (2.5-2.9 Å) puts the adsorbate at full coverage, within van der Waals contact
+#: of its own periodic images (O...O 3.0 Å). 3.5 Å still accepts the small cells common in DFT work:
+#: sqrt(3) x sqrt(3) R30 (111) cells (Ni 4.31 Å, Cu 4.42 Å) and c(2x2) (100) cells (Cu 3.61 Å).
+MIN_SLAB_PERIOD = 3.5
 
 
 def read_file(path: str | os.PathLike, what: str) -> Atoms:
@@ -62,18 +65,44 @@ def refuse_coinciding_atoms(atoms: Atoms) -> None:
                      f"{distance[0]:.3g} Å apart, closer than {MIN_DISTANCE} Å")
 
 
+def vacuum_gap(slab: Atoms) -> tuple[float, float]:
+    """The vacuum gap of ``slab`` along its c axis, periodically: ``(gap, start)``, ``gap`` the widest
+    distance (Å, along c) between consecutive atomic planes, the one across the cell's top and bottom
+    included, and ``start`` the fractional c coordinate (in [0, 1)) of the atom just above that gap,
+    where the slab begins. A slab centred in its cell has its gap across the cell boundary; one wrapped
+    across the top and bottom has it inside the cell; a bulk cell has one interlayer spacing."""
+    fractions = np.sort(np.mod(slab.get_scaled_positions(wrap=False)[:, 2], 1.0))
+    gaps = np.append(np.diff(fractions), fractions[0] + 1.0 - fractions[-1])
+    widest = len(gaps) - 1 if gaps[-1] >= gaps.max() else int(np.argmax(gaps))  # ties: keep the boundary one
+    return float(gaps[widest] * np.linalg.norm(slab.cell[2])), float(fractions[(widest + 1) % len(fractions)])
+
+
+def join_across_boundary(slab: Atoms) -> None:
+    """Make ``slab`` (in place) one contiguous block along c: when its atoms' extent along c is not the
+    cell height minus its :func:`vacuum_gap` (a slab wrapped across the cell's top and bottom, or one
+    with atoms outside the cell), shift them along c, periodically, so the slab is centred in the cell
+    with the gap split above and below; a contiguous slab is left where it is."""
+    gap, start = vacuum_gap(slab)
+    height = float(np.linalg.norm(slab.cell[2]))
+    if abs(np.ptp(slab.get_scaled_positions(wrap=False)[:, 2]) * height - (height - gap)) < 1e-6:
+        return
+    scaled = slab.get_scaled_positions(wrap=False)
+    scaled[:, 2] = np.mod(scaled[:, 2] - start, 1.0) + 0.5 * gap / height
+    slab.set_scaled_positions(scaled)
+
+
 def refuse_unfit_cell(slab: Atoms) -> None:
     """Raise ``ValueError`` with the measured value when the slab ``slab`` (cell c along z) has a
-    vacuum gap along z (c's length minus the atoms' z extent) under :data:`MIN_SLAB_VACUUM` Å (a bulk
-    cell, a slab periodic in z without a gap or wrapped across the cell's top and bottom), or a
-    shortest in-plane lattice vector under :data:`MIN_SLAB_PERIOD` Å (the adsorbate would touch its
-    own periodic images)."""
+    vacuum gap along z (:func:`vacuum_gap`: the widest gap between its atoms along c, periodically)
+    under :data:`MIN_SLAB_VACUUM` Å (a bulk cell, a slab periodic in z without a gap), or a shortest
+    in-plane lattice vector under :data:`MIN_SLAB_PERIOD` Å (the adsorbate would touch its own
+    periodic images)."""
     height = float(np.linalg.norm(slab.cell[2]))
-    extent = float(np.ptp(slab.positions[:, 2]))
-    if height - extent < MIN_SLAB_VACUUM:
-        raise ValueError(f"the slab has a vacuum gap along z of {height - extent:.3g} Å (cell height {height:.3g} Å, "
-                         f"atoms spanning {extent:.3g} Å), under the {MIN_SLAB_VACUUM} Å needed: is it a bulk "
-                         "cell or a slab periodic in z? Give a slab centred in its cell with vacuum above and below")
+    gap = vacuum_gap(slab)[0]
+    if gap < MIN_SLAB_VACUUM:
+        raise ValueError(f"the slab has a vacuum gap along z of {gap:.3g} Å (cell height {height:.3g} Å, "
+                         f"atoms spanning {height - gap:.3g} Å), under the {MIN_SLAB_VACUUM} Å needed: is it a bulk "
+                         "cell or a slab periodic in z? Give a slab with vacuum above and below")
     period = float(np.linalg.norm(minkowski_reduce(slab.cell, pbc=SLAB_PBC)[0][:2], axis=1).min())
     if period < MIN_SLAB_PERIOD:
         raise ValueError(f"the slab repeats every {period:.3g} Å in-plane (its shortest in-plane lattice vector), "
@@ -146,7 +175,8 @@ def cut_slab(bulk: Atoms, miller: tuple[int, int, int], *, min_slab_size: float 
 
 def prepare_slab(slab: Atoms) -> Atoms:
     """A ready slab (read from a file) made fit for placement: a copy with tags 0/1 and ``FixAtoms``
-    on the tag-0 atoms, pbc (T, T, F).
+    on the tag-0 atoms, pbc (T, T, F). A slab wrapped across the cell's top and bottom is first made
+    contiguous, centred in its cell (:func:`join_across_boundary`).
 
     Tags 0/1 are kept when the slab has surface (tag 1) atoms, else assigned by
     :func:`workflows.data.slabs.tag_and_fix` (upper half 1, lower half 0); so are ASE's layer numbers
@@ -167,6 +197,7 @@ def prepare_slab(slab: Atoms) -> Atoms:
     slab.pbc = SLAB_PBC
     refuse_coinciding_atoms(slab)
     refuse_unfit_cell(slab)
+    join_across_boundary(slab)  # before any height is compared: tags, the surface atoms
     tags = slab.get_tags()
     if tags.min() >= 1 and tags.max() > SURFACE_TAG and set(np.unique(tags)) == set(range(1, tags.max() + 1)):
         tags = np.zeros(len(slab), dtype=int)  # ASE's surface builders number the layers 1..n from the top
