@@ -17,12 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
-from ase.neighborlist import NeighborList, natural_cutoffs
 from scipy.sparse.csgraph import connected_components
 
 from workflows.data.adsorbates import ADSORBATES, make_adsorbate
 
-from .anomaly import AnomalySettings, bonds
+from .anomaly import AnomalySettings, bonds, neighbour_list
 from .surfaces import read_file, refuse_coinciding_atoms
 
 _SP3 = 1.09 * np.array([-1.0 / 3.0, np.sqrt(7.0) / 3.0, 1.0 / 3.0])  # C-H 1.09 Å, tetrahedral to C-C and C-surface
@@ -125,9 +124,7 @@ def unwrap_molecule(atoms: Atoms) -> Atoms:
         return molecule
     periodic = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=pbc)
     settings = AnomalySettings()
-    neighbours = NeighborList(natural_cutoffs(periodic, mult=settings.desorption_mult), skin=settings.skin,
-                              self_interaction=False, bothways=True)
-    neighbours.update(periodic)
+    neighbours = neighbour_list(periodic, settings.desorption_mult, settings.skin)
     positions = atoms.positions.copy()
     placed = np.zeros(len(atoms), dtype=bool)
     for root in range(len(atoms)):

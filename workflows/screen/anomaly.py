@@ -77,9 +77,15 @@ def bonds(atoms: Atoms, mult: float, skin: float) -> np.ndarray:
     through some periodic image (ASE ``NeighborList`` on ``natural_cutoffs(atoms, mult=mult)`` with
     ``skin`` [Å], periodic as ``atoms.pbc``).
     """
+    return neighbour_list(atoms, mult, skin).get_connectivity_matrix(sparse=False).astype(bool)
+
+
+def neighbour_list(atoms: Atoms, mult: float, skin: float) -> NeighborList:
+    """The ASE ``NeighborList`` behind :func:`bonds` (both ways, no self-interaction), updated for
+    ``atoms``: for callers that need the periodic image offsets of each bond too."""
     neighbours = NeighborList(natural_cutoffs(atoms, mult=mult), skin=skin, self_interaction=False, bothways=True)
     neighbours.update(atoms)
-    return neighbours.get_connectivity_matrix(sparse=False).astype(bool)
+    return neighbours
 
 
 def detect_anomalies(initial: Atoms, final: Atoms, clean_slab: Atoms | None = None,
