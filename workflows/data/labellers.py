@@ -121,11 +121,11 @@ def accepted_keywords(factory: Any) -> frozenset[str] | None:
     Any other ``**kwargs`` signature (VASP's: it takes many, listed nowhere) cannot tell.
     """
     try:
-        parameters = inspect.signature(factory).parameters.values()
+        parameters = list(inspect.signature(factory).parameters.values())
     except (TypeError, ValueError):  # a builtin or an object without a readable signature
         return None
     named = _named_parameters(parameters)
-    if not _takes_any_keyword(factory):
+    if not _takes_any_keyword(parameters):
         return named
     if not (isinstance(factory, type) and issubclass(factory, Calculator) and factory.default_parameters):
         return None
@@ -152,14 +152,14 @@ def _check_keywords(name: str, kwargs: dict[str, Any]) -> None:
         return
     message = (f"labeller {name!r} does not accept the keyword arguments {', '.join(unknown)} "
                f"(it accepts {', '.join(sorted(accepted)) or 'none'})")
-    if not _takes_any_keyword(factory):
+    if not _takes_any_keyword(inspect.signature(factory).parameters.values()):
         raise ValueError(message)
     warnings.warn(f"{message}; passed on, as the calculator takes any keyword", stacklevel=3)
 
 
-def _takes_any_keyword(factory: Any) -> bool:
-    """Whether the signature of ``factory`` has ``**kwargs``."""
-    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+def _takes_any_keyword(parameters: Iterable[inspect.Parameter]) -> bool:
+    """Whether the signature ``parameters`` include ``**kwargs``."""
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def _factory(name: str):

@@ -77,10 +77,11 @@ def evaluate_system(name: str, result: SystemResult | None, screen: ScreenStore 
     rows = truth.rows("ground_truth")
     if not rows:
         raise ValueError(f"{name}: no ground truth in {truth.path}")
-    energies = [e for e in truth_energies(truth).values() if math.isfinite(e)]
+    by_config = truth_energies(truth)
+    energies = [e for e in by_config.values() if math.isfinite(e)]
     truth_steps = sum(r.ionic_steps for r in rows)
     best = min(energies) if energies else math.nan
-    fraction = truth_valid(truth)
+    fraction = _valid_fraction(by_config)
     if result is None:
         return SystemEvaluation(name, best, (), math.nan, truth_steps, (), fraction)
     _check_same_placements(name, screen, truth)
@@ -117,7 +118,11 @@ def truth_energies(truth: ScreenStore) -> dict[str, float]:
 def truth_valid(truth: ScreenStore) -> float:
     """The fraction of the ground-truth relaxations in ``truth`` that are valid (the adsorbate stays
     intact and bound under the reference); 0 when there are none."""
-    energies = truth_energies(truth)
+    return _valid_fraction(truth_energies(truth))
+
+
+def _valid_fraction(energies: dict[str, float]) -> float:
+    """The fraction of the ``energies`` (by ``config_id``) that are finite; 0 when there are none."""
     return sum(math.isfinite(e) for e in energies.values()) / len(energies) if energies else 0.0
 
 
