@@ -206,6 +206,18 @@ def test_success_at_k_is_one_sided_within_0_1_eV():
     assert summary.saving[1] == 200 / 2 and summary.saving[2] == 200 / 4
 
 
+def test_rates_run_to_top_k_and_thresholds_are_never_rounded_up():
+    """success@k goes to --top-k (beyond AdsorbML's 5 when asked); a valid fraction under the
+    threshold never prints as the threshold; the empty subset's error names the threshold."""
+    from workflows.cli.evaluate import percent_down
+
+    summary = summarise([evaluation(-1.0, [-0.5] * 6 + [-1.0])], top_k=7)
+    assert sorted(summary.success) == list(range(1, 8)) and summary.success[6] == 0 and summary.success[7] == 1
+    assert percent_down(0.4996) == "49.9%" and percent_down(0.5) == "50.0%" and percent_down(0.0) == "0.0%"
+    with pytest.raises(ValueError, match="no system whose ground truth is at least 50% valid"):
+        summarise([SystemEvaluation("s", -1.0, (-1.0,), -1.0, 100, (1,), truth_valid=0.499)], min_truth_valid=0.5)
+
+
 def store_contents(folder: Path) -> dict[str, list[tuple[str, str]]]:
     """Every (kind, config_id) row of every store in ``folder``."""
     contents = {}
@@ -292,7 +304,8 @@ def test_cli_screen_and_evaluate_end_to_end(tmp_path, capsys):
     assert "success (%)" in printed and (bench / "sake-emt-oc" / "success.png").exists()
     assert np.isfinite(float(printed.split("ML-only success")[1].split(":")[1].split("%")[0]))
     # N2 leaves Pt3Ni(211) under EMT: its ground truth has no valid relaxation, so the model never sees it
-    assert "left out before the screen: Pt3Ni/211/N2 (0%)" in printed
+    assert "left out before the screen: Pt3Ni/211/N2 (0.0%)" in printed
+    assert (bench / "sake-emt-oc" / "evaluation.csv").read_text().startswith("system,E* (eV),E_ML (eV)")
     assert (bench / "ground_truth" / "Pt3Ni-211-N2.db").exists() and (bench / "sake-emt-oc" / "Pd-211-N.db").exists()
     assert not (bench / "sake-emt-oc" / "Pt3Ni-211-N2.db").exists()
 
@@ -345,6 +358,11 @@ def test_confirm_benchmark_is_a_fixed_draw_apart_from_ood():
 def test_cli_evaluate_bad_input_is_one_line(tmp_path, capsys, arguments, message):
     line = cli_error_line(["evaluate", *arguments, "--model", "sake-emt-oc", "--out", str(tmp_path / "out")], capsys)
     assert message in line
+
+
+@pytest.mark.parametrize("command", [["screen", "--bulk", "Pt", "--miller", "111", "--adsorbate", "O"], ["evaluate"]])
+def test_empty_out_is_refused(capsys, command):
+    assert "--out is empty" in cli_error_line([*command, "--model", "sake-emt-oc", "--out", ""], capsys)
 
 
 def test_cli_screen_with_gas_references_given_per_element(tmp_path, capsys):

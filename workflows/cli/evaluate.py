@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import math
 from pathlib import Path
 
 from .arguments import non_negative_float, positive_int
-from .screen import add_screen_arguments, check_systems, energy_unchecked, run_screens, settings_from
+from .screen import add_screen_arguments, check_systems, energy_unchecked, output_folder, run_screens, settings_from
 
 #: the least valid fraction of a system's ground-truth relaxations for the "stable" rates
 STABLE = 0.5
@@ -21,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "211 facet; 'confirm': other pairs on 211 in a random order, the first 48 by default), compute "
                     "its ground truth by relaxing every placement with the reference (cached in OUT/ground_truth/), "
                     "screen with the model the systems with a valid ground truth (OUT/<model>/), and report "
-                    "AdsorbML's success rate at k = 1..5 (best verified energy within 0.1 eV of the ground-truth "
+                    "AdsorbML's success rate at k = 1..--top-k (best verified energy within 0.1 eV of the ground-truth "
                     "minimum, or lower), fairchem 2.x's ML-only rate and the saving in reference ionic steps, as a "
                     "table and a plot.",
     )
@@ -57,16 +59,19 @@ def run(args: argparse.Namespace) -> int:
     if args.min_truth_valid > 1:
         raise ValueError(f"--min-truth-valid is a fraction of the placements, 0 to 1, got {args.min_truth_valid}")
     systems = benchmark_systems(args.benchmark, args.systems)
+    out = args.out if args.out is not None else "benchmark" if args.benchmark == "ood" else f"benchmark-{args.benchmark}"
+    output_folder(out)
+    out = Path(out)
     settings = settings_from(args)
     reference = check_systems(systems, args, settings)
-    out = Path(args.out or ("benchmark" if args.benchmark == "ood" else f"benchmark-{args.benchmark}"))
     unmade = build_ground_truth(systems, reference, out, settings, workers=args.workers, scheduler=args.scheduler)
     systems = [s for s in systems if s.name not in unmade]
     valid = {s.name: truth_valid(truth_store(out, s)) for s in systems}
     below = [s.name for s in systems if valid[s.name] == 0 or valid[s.name] < args.min_truth_valid]
     print(f"{len(systems) - len(below)} of {len(systems)} systems have a ground truth "
           + (f"at least {args.min_truth_valid:.0%} valid" if args.min_truth_valid else "with a valid relaxation")
-          + (f"; left out before the screen: {', '.join(f'{n} ({valid[n]:.0%})' for n in below)}" if below else ""))
+          + (f"; left out before the screen: {', '.join(f'{n} ({percent_down(valid[n])})' for n in below)}"
+             if below else ""))
     systems = [s for s in systems if s.name not in below]
     if not systems:
         raise ValueError("no system is left to screen")
@@ -87,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n{args.model}, {label}: {err}")
             continue
         summaries[f"{args.model}, {label}"] = summary
-        print(f"\n{args.model}, {label}: {summary.systems} systems ({failed} failed screens count as failures), "
-              f"verified by {args.reference} ({args.verify})")
+        print(f"\n{args.model}, {label}: {summary.systems} system{'s' if summary.systems != 1 else ''}, "
+              f"verified by {args.reference} ({args.verify}); failed screens ({failed}) count as failures")
         print(format_table([{"k": k, "success (%)": 100 * summary.success[k],
                              "reference saving (x)": summary.saving[k]} for k in summary.success]))
         print(f"ML-only success (|E_ML - E*| <= 0.1 eV, fairchem 2.x): {100 * summary.ml_only:.1f} %")
@@ -99,6 +104,24 @@ def run(args: argparse.Namespace) -> int:
                    e.best_at(settings.top_k), "success@1": e.success(1), f"success@{settings.top_k}":
                    e.success(settings.top_k), "truth valid (%)": 100 * e.truth_valid} for e in evaluations]
     print(format_table(per_system))
+    print(f"per-system table: {write_evaluation(per_system, folder)}")
     if summaries:
         print(f"plot: {plot_success(folder / 'success.png', summaries)}")
     return 0
+
+
+def percent_down(fraction: float) -> str:
+    """``fraction`` as a percentage rounded down to 0.1 %, so that one under a threshold never reads
+    as the threshold (0.4996 -> '49.9%')."""
+    return f"{math.floor(1000 * fraction + 1e-9) / 10:.1f}%"
+
+
+def write_evaluation(rows: list[dict[str, object]], folder: Path) -> Path:
+    """Write the per-system evaluation ``rows`` (E*, E_ML, best@k [eV], success, truth valid [%]) to
+    ``<folder>/evaluation.csv``; returns its path."""
+    path = folder / "evaluation.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -166,6 +166,8 @@ def output_folder(path: str) -> None:
     """Create the output folder ``path``; ``ValueError`` naming it when it is a file or cannot be made."""
     from pathlib import Path
 
+    if not path.strip():
+        raise ValueError("--out is empty: name the output folder")
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out {path!r} is a file, not a folder")

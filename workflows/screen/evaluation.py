@@ -21,7 +21,6 @@ from .result import SystemResult, referencing
 from .store import ScreenStore
 
 SUCCESS_THRESHOLD = 0.1  # eV
-KS: tuple[int, ...] = (1, 2, 3, 4, 5)
 
 
 @dataclass(frozen=True)
@@ -128,9 +127,10 @@ def _valid_fraction(energies: dict[str, float]) -> float:
 
 @dataclass(frozen=True)
 class Summary:
-    """The benchmark's rates over the systems with a ground truth: success@k for k = 1..min(5, top_k),
-    the ML-only rate, the reference saving (ground-truth ionic steps over verification ionic steps)
-    at each k, and the systems left out because no ground-truth relaxation was valid."""
+    """The benchmark's rates over the systems with a ground truth: success@k for k = 1..top_k
+    (AdsorbML reports 1..5, the default), the ML-only rate, the reference saving (ground-truth ionic
+    steps over verification ionic steps) at each k, and the systems left out because no ground-truth
+    relaxation was valid."""
 
     systems: int
     success: dict[int, float]
@@ -149,9 +149,10 @@ def summarise(evaluations: list[SystemEvaluation], top_k: int = 5, min_truth_val
     whichever rare placement happened to stay intact, a minimum no screen can be asked to find."""
     counted = [e for e in evaluations if math.isfinite(e.truth) and e.truth_valid >= min_truth_valid]
     if not counted:
-        raise ValueError("no system with a valid ground truth to evaluate")
+        raise ValueError("no system with a valid ground truth to evaluate" if min_truth_valid == 0 else
+                         f"no system whose ground truth is at least {min_truth_valid:.0%} valid")
     n = len(counted)
-    ks = [k for k in KS if k <= top_k]
+    ks = range(1, top_k + 1)
     truth_steps = sum(e.truth_steps for e in counted)
     saving = {}
     for k in ks:

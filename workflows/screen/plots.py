@@ -132,7 +132,7 @@ def plot_configuration(path: str | Path, atoms: Atoms, title: str) -> Path:
 
 
 def plot_success(path: str | Path, summaries: Mapping[str, Summary]) -> Path:
-    """Success rate [%] at k = 1..5 of each model (``summaries``: label -> its benchmark
+    """Success rate [%] at k = 1..top_k of each model (``summaries``: label -> its benchmark
     :class:`.evaluation.Summary`), with the 0.1 eV criterion in the title. Returns the PNG path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
