@@ -216,6 +216,8 @@ def test_rates_run_to_top_k_and_thresholds_are_never_rounded_up():
     assert percent_down(0.4996) == "49.9%" and percent_down(0.5) == "50.0%" and percent_down(0.0) == "0.0%"
     with pytest.raises(ValueError, match="no system whose ground truth is at least 50% valid"):
         summarise([SystemEvaluation("s", -1.0, (-1.0,), -1.0, 100, (1,), truth_valid=0.499)], min_truth_valid=0.5)
+    with pytest.raises(ValueError, match=r"at least 12\.5% valid"):
+        summarise([SystemEvaluation("s", -1.0, (-1.0,), -1.0, 100, (1,), truth_valid=0.124)], min_truth_valid=0.125)
 
 
 def store_contents(folder: Path) -> dict[str, list[tuple[str, str]]]:

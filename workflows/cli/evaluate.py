@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "211 facet; 'confirm': other pairs on 211 in a random order, the first 48 by default), compute "
                     "its ground truth by relaxing every placement with the reference (cached in OUT/ground_truth/), "
                     "screen with the model the systems with a valid ground truth (OUT/<model>/), and report "
-                    "AdsorbML's success rate at k = 1..--top-k (best verified energy within 0.1 eV of the ground-truth "
+                    "AdsorbML's success rate at k = 1 to --top-k, 5 by default (best verified energy within 0.1 eV of the ground-truth "
                     "minimum, or lower), fairchem 2.x's ML-only rate and the saving in reference ionic steps, as a "
                     "table and a plot.",
     )
@@ -59,17 +59,17 @@ def run(args: argparse.Namespace) -> int:
     if args.min_truth_valid > 1:
         raise ValueError(f"--min-truth-valid is a fraction of the placements, 0 to 1, got {args.min_truth_valid}")
     systems = benchmark_systems(args.benchmark, args.systems)
+    settings = settings_from(args)
     out = args.out if args.out is not None else "benchmark" if args.benchmark == "ood" else f"benchmark-{args.benchmark}"
     output_folder(out)
     out = Path(out)
-    settings = settings_from(args)
     reference = check_systems(systems, args, settings)
     unmade = build_ground_truth(systems, reference, out, settings, workers=args.workers, scheduler=args.scheduler)
     systems = [s for s in systems if s.name not in unmade]
     valid = {s.name: truth_valid(truth_store(out, s)) for s in systems}
     below = [s.name for s in systems if valid[s.name] == 0 or valid[s.name] < args.min_truth_valid]
     print(f"{len(systems) - len(below)} of {len(systems)} systems have a ground truth "
-          + (f"at least {args.min_truth_valid:.0%} valid" if args.min_truth_valid else "with a valid relaxation")
+          + (f"at least {100 * args.min_truth_valid:g}% valid" if args.min_truth_valid else "with a valid relaxation")
           + (f"; left out before the screen: {', '.join(f'{n} ({percent_down(valid[n])})' for n in below)}"
              if below else ""))
     systems = [s for s in systems if s.name not in below]
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                                    if o.result else None, truth_store(out, o.system)) for o in outcomes]
     failed = sum(o.result is None for o in outcomes)
     summaries = {}
-    first = "all systems" if args.min_truth_valid == 0 else f"ground truth at least {args.min_truth_valid:.0%} valid"
+    first = "all systems" if args.min_truth_valid == 0 else f"ground truth at least {100 * args.min_truth_valid:g}% valid"
     tables = [(first, 0.0)] + ([("adsorbate stable under the reference", STABLE)]
                                if args.min_truth_valid < STABLE else [])
     for label, threshold in tables:
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                              "reference saving (x)": summary.saving[k]} for k in summary.success]))
         print(f"ML-only success (|E_ML - E*| <= 0.1 eV, fairchem 2.x): {100 * summary.ml_only:.1f} %")
         if summary.excluded:
-            why = "no valid ground truth" if threshold == 0 else f"under {STABLE:.0%} of the ground truth valid"
+            why = "no valid ground truth" if threshold == 0 else f"under {100 * STABLE:g}% of the ground truth valid"
             print(f"left out ({why}): {', '.join(summary.excluded)}")
     per_system = [{"system": e.system, "E* (eV)": e.truth, "E_ML (eV)": e.ml_energy, "best@k (eV)":
                    e.best_at(settings.top_k), "success@1": e.success(1), f"success@{settings.top_k}":
@@ -117,8 +117,10 @@ def percent_down(fraction: float) -> str:
 
 
 def write_evaluation(rows: list[dict[str, object]], folder: Path) -> Path:
-    """Write the per-system evaluation ``rows`` (E*, E_ML, best@k [eV], success, truth valid [%]) to
-    ``<folder>/evaluation.csv``; returns its path."""
+    """Write the per-system evaluation ``rows`` (one or more; E*, E_ML, best@k [eV], success, truth
+    valid [%]) to ``<folder>/evaluation.csv``; returns its path. ``ValueError`` when there are none."""
+    if not rows:
+        raise ValueError("no system to write to evaluation.csv")
     path = folder / "evaluation.csv"
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

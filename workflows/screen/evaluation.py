@@ -130,7 +130,7 @@ class Summary:
     """The benchmark's rates over the systems with a ground truth: success@k for k = 1..top_k
     (AdsorbML reports 1..5, the default), the ML-only rate, the reference saving (ground-truth ionic
     steps over verification ionic steps) at each k, and the systems left out because no ground-truth
-    relaxation was valid."""
+    relaxation was valid or fewer than ``min_truth_valid`` of them (:func:`summarise`)."""
 
     systems: int
     success: dict[int, float]
@@ -150,7 +150,7 @@ def summarise(evaluations: list[SystemEvaluation], top_k: int = 5, min_truth_val
     counted = [e for e in evaluations if math.isfinite(e.truth) and e.truth_valid >= min_truth_valid]
     if not counted:
         raise ValueError("no system with a valid ground truth to evaluate" if min_truth_valid == 0 else
-                         f"no system whose ground truth is at least {min_truth_valid:.0%} valid")
+                         f"no system whose ground truth is at least {100 * min_truth_valid:g}% valid")
     n = len(counted)
     ks = range(1, top_k + 1)
     truth_steps = sum(e.truth_steps for e in counted)
