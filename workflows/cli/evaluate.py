@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 from pathlib import Path
 
@@ -47,9 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Ground truth, screen, evaluation, table and plot."""
     from ..screen.benchmark import benchmark_systems, build_ground_truth, model_folder, truth_store
-    from ..screen.evaluation import evaluate_system, summarise, truth_valid
+    from ..screen.evaluation import evaluate_system, percent, summarise, truth_valid
     from ..screen.plots import plot_success
-    from ..screen.report import format_table, write_report
+    from ..screen.report import format_table, write_csv, write_report
     from ..screen.store import ScreenStore
 
     if args.reference == "none":
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     valid = {s.name: truth_valid(truth_store(out, s)) for s in systems}
     below = [s.name for s in systems if valid[s.name] == 0 or valid[s.name] < args.min_truth_valid]
     print(f"{len(systems) - len(below)} of {len(systems)} systems have a ground truth "
-          + (f"at least {100 * args.min_truth_valid:g}% valid" if args.min_truth_valid else "with a valid relaxation")
+          + (f"at least {percent(args.min_truth_valid)} valid" if args.min_truth_valid else "with a valid relaxation")
           + (f"; left out before the screen: {', '.join(f'{n} ({percent_down(valid[n])})' for n in below)}"
              if below else ""))
     systems = [s for s in systems if s.name not in below]
@@ -82,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                                    if o.result else None, truth_store(out, o.system)) for o in outcomes]
     failed = sum(o.result is None for o in outcomes)
     summaries = {}
-    first = "all systems" if args.min_truth_valid == 0 else f"ground truth at least {100 * args.min_truth_valid:g}% valid"
+    first = "all systems" if args.min_truth_valid == 0 else f"ground truth at least {percent(args.min_truth_valid)} valid"
     tables = [(first, 0.0)] + ([("adsorbate stable under the reference", STABLE)]
                                if args.min_truth_valid < STABLE else [])
     for label, threshold in tables:
@@ -98,13 +97,13 @@ def run(args: argparse.Namespace) -> int:
                              "reference saving (x)": summary.saving[k]} for k in summary.success]))
         print(f"ML-only success (|E_ML - E*| <= 0.1 eV, fairchem 2.x): {100 * summary.ml_only:.1f} %")
         if summary.excluded:
-            why = "no valid ground truth" if threshold == 0 else f"under {100 * STABLE:g}% of the ground truth valid"
+            why = "no valid ground truth" if threshold == 0 else f"under {percent(STABLE)} of the ground truth valid"
             print(f"left out ({why}): {', '.join(summary.excluded)}")
     per_system = [{"system": e.system, "E* (eV)": e.truth, "E_ML (eV)": e.ml_energy, "best@k (eV)":
                    e.best_at(settings.top_k), "success@1": e.success(1), f"success@{settings.top_k}":
                    e.success(settings.top_k), "truth valid (%)": 100 * e.truth_valid} for e in evaluations]
     print(format_table(per_system))
-    print(f"per-system table: {write_evaluation(per_system, folder)}")
+    print(f"per-system table: {write_csv(folder / 'evaluation.csv', per_system, list(per_system[0]))}")
     if summaries:
         print(f"plot: {plot_success(folder / 'success.png', summaries)}")
     return 0
@@ -115,15 +114,3 @@ def percent_down(fraction: float) -> str:
     as the threshold (0.4996 -> '49.9%')."""
     return f"{math.floor(1000 * fraction + 1e-9) / 10:.1f}%"
 
-
-def write_evaluation(rows: list[dict[str, object]], folder: Path) -> Path:
-    """Write the per-system evaluation ``rows`` (one or more; E*, E_ML, best@k [eV], success, truth
-    valid [%]) to ``<folder>/evaluation.csv``; returns its path. ``ValueError`` when there are none."""
-    if not rows:
-        raise ValueError("no system to write to evaluation.csv")
-    path = folder / "evaluation.csv"
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path

@@ -125,6 +125,11 @@ def _valid_fraction(energies: dict[str, float]) -> float:
     return sum(math.isfinite(e) for e in energies.values()) / len(energies) if energies else 0.0
 
 
+def percent(fraction: float) -> str:
+    """A threshold ``fraction`` as a percentage, exactly as given (0.125 -> '12.5%', 0.5 -> '50%')."""
+    return f"{100 * fraction:g}%"
+
+
 @dataclass(frozen=True)
 class Summary:
     """The benchmark's rates over the systems with a ground truth: success@k for k = 1..top_k
@@ -150,7 +155,7 @@ def summarise(evaluations: list[SystemEvaluation], top_k: int = 5, min_truth_val
     counted = [e for e in evaluations if math.isfinite(e.truth) and e.truth_valid >= min_truth_valid]
     if not counted:
         raise ValueError("no system with a valid ground truth to evaluate" if min_truth_valid == 0 else
-                         f"no system whose ground truth is at least {100 * min_truth_valid:g}% valid")
+                         f"no system whose ground truth is at least {percent(min_truth_valid)} valid")
     n = len(counted)
     ks = range(1, top_k + 1)
     truth_steps = sum(e.truth_steps for e in counted)

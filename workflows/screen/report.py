@@ -95,11 +95,7 @@ def write_report(outcomes: Sequence[SystemOutcome], out: str | os.PathLike, sett
     totals = {stage: sum(r.timings.get(stage, 0.0) for r in results) for stage in STAGES}
     if sum(totals.values()) > 0:
         print("time per stage (s, summed over systems): " + ", ".join(f"{s} {t:.1f}" for s, t in totals.items()))
-    table = out / "report.csv"
-    with open(table, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, restval="")
-        writer.writeheader()
-        writer.writerows(_csv_row(outcome) for outcome in outcomes)
+    table = write_csv(out / "report.csv", [_csv_row(outcome) for outcome in outcomes], COLUMNS)
     print(f"table: {table}")
     if pictures:
         drawn = [path for outcome in outcomes if outcome.result is not None for path in _pictures(outcome, out)]
@@ -108,6 +104,16 @@ def write_report(outcomes: Sequence[SystemOutcome], out: str | os.PathLike, sett
         elif drawn:  # a large screen: the folder and the first system's, not hundreds of paths
             print(f"pictures: {len(drawn)} in {out}/, such as {drawn[0].name} and {drawn[1].name}")
     return table
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, object]], columns: Sequence[str]) -> Path:
+    """Write ``rows`` under the header ``columns`` to the CSV file ``path`` (a column a row lacks is an
+    empty cell); returns ``path``. Raises ``OSError`` when it cannot be written."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 def _csv_row(outcome: SystemOutcome) -> dict[str, object]:
